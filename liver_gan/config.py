@@ -1,0 +1,215 @@
+"""Structured configs: the schema every YAML file under ``conf/`` is validated against.
+
+A mistyped override (``optimizer.lrr=1``) or a wrong type (``trainer.epochs=abc``) fails when
+Hydra composes the config, before any data is touched.  Each group's schema lives here and is
+registered in Hydra's ConfigStore by :func:`register_configs`; the YAML files hold the values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class DatasetName(str, Enum):
+    phantom = "phantom"
+    lits = "lits"
+    msd = "msd"
+
+
+class Layout(str, Enum):
+    lits = "lits"  # volume-N / segmentation-N pairs, found recursively
+    msd = "msd"  # Task03_Liver/imagesTr + labelsTr
+
+
+class Subset(str, Enum):
+    tumor = "tumor"
+    healthy = "healthy"
+    all = "all"
+
+
+class Crop(str, Enum):
+    none = "none"
+    liver = "liver"
+
+
+class Conditioning(str, Enum):
+    projection = "projection"
+    concat = "concat"
+
+
+class OptimizerImplementation(str, Enum):
+    auto = "auto"
+    fused = "fused"
+    foreach = "foreach"
+    for_loop = "for_loop"
+
+
+class LossName(str, Enum):
+    bce = "bce"
+    nonsaturating = "nonsaturating"
+    hinge = "hinge"
+    wgan_gp = "wgan_gp"
+
+
+class RealPool(str, Enum):
+    train = "train"
+    val = "val"
+    both = "both"
+
+
+@dataclass
+class HUWindow:
+    """Hounsfield-unit window: values in [level - width/2, level + width/2] map to [-1, 1]."""
+
+    level: float = 50.0
+    width: float = 400.0
+
+
+@dataclass
+class PhantomConfig:
+    """Size of the synthetic LiTS-format phantom written when ``dataset.name=phantom``."""
+
+    num_volumes: int = 16
+    in_plane: int = 192
+    min_slices: int = 48
+    max_slices: int = 72
+    seed: int = 2024
+
+
+@dataclass
+class DatasetConfig:
+    name: DatasetName = MISSING
+    layout: Layout = Layout.lits
+    root: str = MISSING
+    resolution: int = 64
+    subset: Subset = Subset.tumor  # all keeps the class label
+    window: HUWindow = field(default_factory=HUWindow)
+    crop: Crop = Crop.none
+    crop_margin: float = 0.15  # fraction of the liver bounding box added on each side
+    val_fraction: float = 0.1
+    cache_dir: str = "outputs/cache"
+    num_workers: int = 2
+    skip_bad: bool = False
+    phantom: PhantomConfig = field(default_factory=PhantomConfig)
+
+
+@dataclass
+class ModelConfig:
+    """Common fields of every GAN family; ``_target_`` builds (generator, discriminator)."""
+
+    _target_: str = MISSING
+    latent_dim: int = 100
+    conditional: bool = False
+
+
+@dataclass
+class MLPConfig(ModelConfig):
+    """The thesis's Table 2 MLP GAN."""
+
+    _target_: str = "liver_gan.models.mlp.build_mlp_gan"
+    generator_widths: List[int] = field(default_factory=lambda: [256, 512, 1024])
+    discriminator_widths: List[int] = field(default_factory=lambda: [512, 256])
+
+
+@dataclass
+class DCGANConfig(ModelConfig):
+    """Radford et al. (2016) DCGAN, extended with stages for 128 and 256 pixels."""
+
+    _target_: str = "liver_gan.models.dcgan.build_dcgan"
+    generator_channels: int = 64
+    discriminator_channels: int = 64
+    conditioning: Conditioning = Conditioning.projection  # how D sees the class label
+
+
+@dataclass
+class OptimizerConfig:
+    """One optimizer class for both networks; ``d_lr`` defaults to ``lr``."""
+
+    _target_: str = MISSING  # a torch.optim class, e.g. torch.optim.Adam
+    lr: float = 2e-4
+    d_lr: Optional[float] = None
+    betas: List[float] = field(default_factory=lambda: [0.5, 0.999])
+    weight_decay: float = 0.0
+    implementation: OptimizerImplementation = OptimizerImplementation.auto
+
+
+@dataclass
+class LossConfig:
+    name: LossName = MISSING
+    gradient_penalty: float = 0.0  # WGAN-GP lambda, or the R1 gamma of nonsaturating
+
+
+@dataclass
+class FIDConfig:
+    num_samples: int = 2048
+    max_real: int = 2048
+    real_pool: RealPool = RealPool.train
+    batch_size: int = 50
+    weights: Optional[str] = None  # path to pt_inception-2015-12-05-6726825d.pth for offline use
+    save_images: bool = False
+
+
+@dataclass
+class KIDConfig:
+    num_subsets: int = 100
+    subset_size: int = 1000
+
+
+@dataclass
+class EvalConfig:
+    enabled: bool = True
+    fid: FIDConfig = field(default_factory=FIDConfig)
+    kid: KIDConfig = field(default_factory=KIDConfig)
+    cache_dir: str = "outputs/cache/reference_stats"
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 20
+    max_steps: Optional[int] = None
+    batch_size: int = 64
+    log_every: int = 50
+    sample_every: int = 5
+    checkpoint_every: int = 5
+    num_fixed_samples: int = 64
+    resume: str = "none"  # none | auto | path to a checkpoint
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = False  # bf16 autocast on cuda
+    deterministic: bool = False
+
+
+@dataclass
+class TrainConfig:
+    dataset: DatasetConfig = MISSING
+    model: ModelConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    loss: LossConfig = MISSING
+    eval: EvalConfig = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 0
+
+
+@dataclass
+class PrepareConfig:
+    dataset: DatasetConfig = MISSING
+    seed: int = 0
+    export: Optional[str] = None  # imagefolder: also write train|val/healthy|tumor/*.png
+
+
+def register_configs() -> None:
+    """Register every schema; called once by each entry point before Hydra composes."""
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    store.store(name="prepare_schema", node=PrepareConfig)
+    store.store(group="dataset", name="base_dataset", node=DatasetConfig)
+    store.store(group="model", name="base_mlp", node=MLPConfig)
+    store.store(group="model", name="base_dcgan", node=DCGANConfig)
+    store.store(group="optimizer", name="base_optimizer", node=OptimizerConfig)
+    store.store(group="loss", name="base_loss", node=LossConfig)
+    store.store(group="eval", name="base_eval", node=EvalConfig)
+    store.store(group="trainer", name="base_trainer", node=TrainerConfig)
