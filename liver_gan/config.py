@@ -105,6 +105,7 @@ class ModelConfig:
     _target_: str = MISSING
     latent_dim: int = 100
     conditional: bool = False
+    conditioning: Conditioning = Conditioning.projection  # how D sees the class label
 
 
 @dataclass
@@ -123,7 +124,6 @@ class DCGANConfig(ModelConfig):
     _target_: str = "liver_gan.models.dcgan.build_dcgan"
     generator_channels: int = 64
     discriminator_channels: int = 64
-    conditioning: Conditioning = Conditioning.projection  # how D sees the class label
 
 
 @dataclass

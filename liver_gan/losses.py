@@ -1,0 +1,109 @@
+"""GAN losses on discriminator logits, chosen by ``loss.name``.
+
+- ``bce``: the thesis.  D minimises BCE(D(x), 1) + BCE(D(G(z)), 0) and G minimises
+  BCE(D(G(z)), 1), computed from logits: mathematically the same BCE, but finite where a
+  separate sigmoid would round to exactly 0 or 1.
+- ``nonsaturating``: the same logistic loss in softplus form, plus the R1 penalty
+  gamma/2 * E||grad_x D(x)||^2 on real images (Mescheder et al. 2018) when gamma > 0.
+- ``hinge``: D minimises E[relu(1 - D(x))] + E[relu(1 + D(G(z)))], G minimises -E[D(G(z))].
+- ``wgan_gp``: the critic minimises E[D(G(z))] - E[D(x)] + lambda * E(||grad D(x_hat)|| - 1)^2 on
+  random interpolates x_hat of real and fake (Gulrajani et al. 2017), G minimises -E[D(G(z))].
+
+``loss.gradient_penalty`` is gamma for ``nonsaturating`` and lambda for ``wgan_gp``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from liver_gan.config import LossConfig, LossName
+from liver_gan.errors import LiverGanError
+
+PENALISED_LOSSES = (LossName.nonsaturating, LossName.wgan_gp)
+
+
+def discriminator_loss(
+    cfg: LossConfig, discriminator: nn.Module, real: Tensor, fake: Tensor, labels: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """D's loss, gradient penalty included, with the (detached) logits on real and fake images.
+
+    ``fake`` must already be detached from G.  In a conditional model it is generated from the
+    same ``labels`` as the real batch, so one label tensor serves both.
+
+    Real and fake go through D in two calls, not one concatenated batch: DCGAN's D has BatchNorm,
+    which normalises each batch by its own statistics, and a joint batch would mix real and
+    fake statistics, changing what D computes.
+    """
+    name = LossName(cfg.name)
+    weight = _penalty_weight(cfg, name)
+    r1 = name is LossName.nonsaturating and weight > 0
+    if r1:
+        real = real.detach().requires_grad_(True)
+    real_logits = discriminator(real, labels)
+    fake_logits = discriminator(fake, labels)
+    loss = _discriminator_terms(name, real_logits, fake_logits)
+    if r1:
+        loss = loss + weight / 2 * _input_gradients(real_logits, real).square().sum(dim=1).mean()
+    elif weight > 0:
+        loss = loss + weight * _interpolate_penalty(discriminator, real, fake, labels)
+    return loss, real_logits.detach(), fake_logits.detach()
+
+
+def generator_loss(cfg: LossConfig, fake_logits: Tensor) -> Tensor:
+    """G's loss on D's logits for freshly generated (not detached) images."""
+    name = LossName(cfg.name)
+    if name is LossName.bce:
+        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+    if name is LossName.nonsaturating:
+        return F.softplus(-fake_logits).mean()
+    return -fake_logits.mean()
+
+
+def _discriminator_terms(name: LossName, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """D's adversarial loss, without any gradient penalty."""
+    if name is LossName.bce:
+        return F.binary_cross_entropy_with_logits(
+            real_logits, torch.ones_like(real_logits)
+        ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    if name is LossName.nonsaturating:
+        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+    if name is LossName.hinge:
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    return fake_logits.mean() - real_logits.mean()
+
+
+def _penalty_weight(cfg: LossConfig, name: LossName) -> float:
+    """gamma or lambda; a penalty set for a loss that has none would be silently ignored, so refuse it."""
+    weight = float(cfg.gradient_penalty)
+    if weight < 0:
+        raise LiverGanError(f"loss.gradient_penalty={weight} is negative: set it to 0 or more")
+    if weight > 0 and name not in PENALISED_LOSSES:
+        raise LiverGanError(
+            f"loss.gradient_penalty={weight} has no effect with loss={name.value}: "
+            "set loss.gradient_penalty=0, or use loss=nonsaturating (R1) or loss=wgan_gp"
+        )
+    return weight
+
+
+def _input_gradients(logits: Tensor, inputs: Tensor) -> Tensor:
+    """d logits / d inputs per sample, flattened to (N, pixels), kept in the graph so D learns from it.
+
+    Each logit depends only on its own image (up to BatchNorm's batch statistics), so the gradient
+    of the sum gives every sample's own gradient.  A D that ignores its input has zero gradients.
+    """
+    (gradients,) = torch.autograd.grad(
+        logits.sum(), inputs, create_graph=True, materialize_grads=True
+    )
+    return gradients.flatten(start_dim=1)
+
+
+def _interpolate_penalty(
+    discriminator: nn.Module, real: Tensor, fake: Tensor, labels: Tensor | None
+) -> Tensor:
+    """E(||grad D(x_hat)|| - 1)^2 on x_hat = eps * real + (1 - eps) * fake, eps ~ U(0, 1) per image."""
+    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    interpolates = torch.lerp(fake.detach(), real.detach(), eps).requires_grad_(True)
+    gradients = _input_gradients(discriminator(interpolates, labels), interpolates)
+    return (gradients.norm(dim=1) - 1).square().mean()
