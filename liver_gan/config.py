@@ -91,6 +91,9 @@ class DatasetConfig:
     window: HUWindow = field(default_factory=HUWindow)
     crop: Crop = Crop.none
     crop_margin: float = 0.15  # fraction of the liver bounding box added on each side
+    # Smallest crop, as a fraction of the slice: the liver's first and last slices have tiny
+    # bounding boxes, which would otherwise be blown up into blurry patches.
+    crop_min_fraction: float = 0.35
     val_fraction: float = 0.1
     cache_dir: str = "outputs/cache"
     num_workers: int = 2

@@ -1,0 +1,36 @@
+"""Export the prepared slices in the thesis's ImageFolder layout, for use in other tools:
+``train|val/healthy|tumor/p<patient>_s<slice>.png``, 8-bit grayscale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from liver_gan.atomic import atomic_directory, build_lock
+from liver_gan.data.dataset import PreparedDataset, SliceSet
+from liver_gan.data.labels import CLASS_NAMES, SUBSET_CLASSES
+
+
+def export_imagefolder(dataset: PreparedDataset, directory: Path) -> Path:
+    """Write ``directory`` whole or not at all; one class folder per class in ``dataset.subset``."""
+    directory = Path(directory)
+    with build_lock(directory), atomic_directory(directory) as tmp:
+        for split, slices in (("train", dataset.train), ("val", dataset.val)):
+            for label in SUBSET_CLASSES[dataset.subset]:
+                (tmp / split / CLASS_NAMES[label]).mkdir(parents=True)
+            _write_pngs(slices, tmp / split)
+    return directory
+
+
+def _write_pngs(slices: SliceSet, directory: Path) -> None:
+    pixels = to_8bit(slices.images[:, 0]).numpy()
+    rows = zip(pixels, slices.labels.tolist(), slices.patient_ids.tolist(), slices.slice_indices.tolist())
+    for image, label, patient, slice_index in rows:
+        Image.fromarray(image).save(directory / CLASS_NAMES[label] / f"p{patient}_s{slice_index}.png")
+
+
+def to_8bit(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> uint8 levels, rounded as torchvision's ``save_image`` rounds."""
+    return (images + 1).mul(127.5).add(0.5).clamp(0, 255).to(torch.uint8)

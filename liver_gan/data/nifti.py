@@ -1,0 +1,148 @@
+"""Read one CT volume and its segmentation as Hounsfield units and labels, in one orientation.
+
+Real files differ (LPS or RAS affines, flipped axes, reversed slice order), so both arrays are
+brought to nibabel's closest canonical orientation, RAS+: array axes run towards the patient's
+right, anterior and superior, and axial slice ``k`` is the k-th from the feet up whatever the
+file's affine. Slices are handed out the radiological way, as a radiologist reads them:
+anterior at the top, the patient's right on the image's left.
+
+``nibabel.as_closest_canonical`` would scale the whole volume to float64 before flipping it.
+The same reorientation (``io_orientation`` + ``apply_orientation``, which it uses) is applied
+here to the stored integers as a view, and only the kept slices are scaled to Hounsfield units
+with the file's scl_slope / scl_inter, in float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import nibabel as nib
+import numpy as np
+from nibabel.filebasedimages import ImageFileError
+from nibabel.orientations import apply_orientation, io_orientation, ornt2axcodes
+
+from liver_gan.data.labels import BACKGROUND_LABEL, TUMOR_LABEL
+from liver_gan.errors import LiverGanError
+
+
+@dataclass(frozen=True)
+class CTScan:
+    """One patient's volume and segmentation on the same canonical (X, Y, Z) voxel grid."""
+
+    stored: np.ndarray  # volume voxels as stored in the file (unscaled), canonical view
+    slope: float  # HU = stored * slope + inter (the file's scl_slope / scl_inter)
+    inter: float
+    labels: np.ndarray  # int8, 0 background / 1 liver / 2 tumor, canonical
+
+    @property
+    def num_slices(self) -> int:
+        return int(self.labels.shape[2])
+
+    def hu_slices(self, indices: np.ndarray) -> np.ndarray:
+        """Axial slices ``indices`` in Hounsfield units: float32 (n, rows, cols), radiological."""
+        hu = _radiological_stack(self.stored, indices, np.float32)
+        hu *= np.float32(self.slope)
+        hu += np.float32(self.inter)
+        return hu
+
+    def label_slices(self, indices: np.ndarray) -> np.ndarray:
+        """Axial slices ``indices`` of the segmentation: int8 (n, rows, cols), radiological."""
+        return _radiological_stack(self.labels, indices, np.int8)
+
+
+def to_radiological(axial_slice: np.ndarray) -> np.ndarray:
+    """A RAS+ slice ``[x, y]`` as an image with anterior up and the patient's right on the left.
+
+    Rows run from anterior to posterior (reversed y), columns from the patient's right to
+    their left (reversed x).
+    """
+    return axial_slice.T[::-1, ::-1]
+
+
+def _radiological_stack(volume: np.ndarray, indices: np.ndarray, dtype: type) -> np.ndarray:
+    """Copy slice by slice: each copy reads one slice's memory in order, which is several times
+    faster than one fancy index across a flipped, transposed view of the whole volume."""
+    stack = np.empty((len(indices), volume.shape[1], volume.shape[0]), dtype=dtype)
+    for image, index in zip(stack, indices):
+        image[...] = to_radiological(volume[:, :, index])
+    return stack
+
+
+def read_scan(volume_path: Path, segmentation_path: Path) -> CTScan:
+    """Read a volume and its segmentation; any unusable file raises :class:`LiverGanError`."""
+    volume = _load(volume_path)
+    segmentation = _load(segmentation_path)
+    orientation = _check_same_grid(volume, volume_path, segmentation, segmentation_path)
+    labels = _read_labels(segmentation, segmentation_path)
+    with _reading(volume_path):
+        stored = volume.dataobj.get_unscaled()
+    return CTScan(
+        stored=apply_orientation(stored, orientation),
+        slope=float(volume.dataobj.slope),
+        inter=float(volume.dataobj.inter),
+        labels=apply_orientation(labels, orientation),
+    )
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn nibabel's and gzip's errors for a damaged file into one line naming the file."""
+    try:
+        yield
+    except (ImageFileError, OSError, EOFError, ValueError, zlib.error) as error:
+        reason = " ".join(str(error).split())
+        raise LiverGanError(
+            f"{path}: cannot read this NIfTI file ({type(error).__name__}: {reason}); "
+            "it is truncated or damaged, so download or export it again"
+        ) from error
+
+
+def _load(path: Path) -> nib.Nifti1Image:
+    with _reading(path):
+        image = nib.load(str(path))
+    if len(image.shape) != 3:
+        raise LiverGanError(f"{path}: expected a 3-D CT volume or segmentation, found shape {image.shape}")
+    return image
+
+
+def _check_same_grid(
+    volume: nib.Nifti1Image, volume_path: Path, segmentation: nib.Nifti1Image, segmentation_path: Path
+) -> np.ndarray:
+    """Both files must share one voxel grid; returns the orientation that makes it canonical.
+
+    A segmentation whose axes point elsewhere than its volume's is not silently reoriented on
+    its own: that is how a mislabelled header would flip the mask against the anatomy.
+    """
+    if segmentation.shape != volume.shape:
+        raise LiverGanError(
+            f"{segmentation_path}: shape {segmentation.shape} differs from its volume {volume_path} "
+            f"{volume.shape}; the segmentation must be on the volume's voxel grid"
+        )
+    orientation = io_orientation(volume.affine)
+    segmentation_orientation = io_orientation(segmentation.affine)
+    if not np.array_equal(orientation, segmentation_orientation):
+        raise LiverGanError(
+            f"{segmentation_path}: orientation {''.join(ornt2axcodes(segmentation_orientation))} differs "
+            f"from its volume {volume_path} ({''.join(ornt2axcodes(orientation))}); "
+            "write the segmentation with the volume's affine"
+        )
+    return orientation
+
+
+def _read_labels(segmentation: nib.Nifti1Image, path: Path) -> np.ndarray:
+    """Segmentation labels as int8; float masks (0.0 / 1.0 / 1.9999) are rounded, never truncated."""
+    with _reading(path):
+        values = np.asanyarray(segmentation.dataobj)
+    if values.dtype.kind == "f":
+        values = np.rint(values)
+    low, high = values.min(), values.max()
+    if not (low >= BACKGROUND_LABEL and high <= TUMOR_LABEL):
+        raise LiverGanError(
+            f"{path}: segmentation values run from {low} to {high}; expected labels "
+            f"0 (background), 1 (liver) and 2 (tumor) as in LiTS and MSD Task03_Liver"
+        )
+    return values.astype(np.int8)

@@ -1,0 +1,122 @@
+"""Cut one scan into the dataset's slices (thesis section 6.1, done properly).
+
+A slice is kept when it shows liver (any label >= 1) and is a tumor slice when any voxel is
+tumor (label 2), decided on the full-resolution mask before anything is resized. Intensities
+are clipped to a Hounsfield window and mapped to [-1, 1]. Each slice is then made square
+(padded, or cropped around its liver) and resized with antialiased bilinear interpolation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from liver_gan.config import Crop
+from liver_gan.data.labels import LIVER_LABEL, TUMOR_LABEL
+from liver_gan.data.nifti import CTScan
+
+OUTSIDE = -1.0  # value of pixels outside the scan: the bottom of the window, like air
+
+
+@dataclass(frozen=True)
+class SliceOptions:
+    """Every option that changes the pixels of a slice (all of them key the cache)."""
+
+    resolution: int
+    window_level: float  # HU
+    window_width: float  # HU
+    crop: Crop
+    crop_margin: float  # fraction of the liver bounding box added on each side
+    crop_min_fraction: float  # smallest crop side, as a fraction of the slice's shorter side
+
+
+@dataclass(frozen=True)
+class ScanSlices:
+    """The kept slices of one scan."""
+
+    images: np.ndarray  # float16 (n, R, R) in [-1, 1]
+    tumor: np.ndarray  # bool (n,)
+    slice_indices: np.ndarray  # int32 (n,), axial index in the canonical volume (0 = most inferior)
+    num_slices: int  # axial slices in the whole volume
+
+
+def slice_scan(scan: CTScan, options: SliceOptions) -> ScanSlices:
+    indices, tumor = liver_slices(scan.labels)
+    images = hu_to_unit(scan.hu_slices(indices), options.window_level, options.window_width)
+    if options.crop is Crop.liver:
+        livers = scan.label_slices(indices) >= LIVER_LABEL
+        min_side = math.ceil(options.crop_min_fraction * min(images.shape[1:]))
+        squares = [liver_square(liver, options.crop_margin, min_side) for liver in livers]
+        resized = crop_and_resize(images, squares, options.resolution)
+    else:
+        resized = resize(pad_to_square(images), options.resolution)
+    return ScanSlices(resized.astype(np.float16), tumor, indices.astype(np.int32), scan.num_slices)
+
+
+def liver_slices(labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Canonical (X, Y, Z) labels -> (indices of slices with liver or tumor, whether each has tumor)."""
+    highest = labels.max(axis=(0, 1))
+    indices = np.flatnonzero(highest >= LIVER_LABEL)
+    return indices, highest[indices] >= TUMOR_LABEL
+
+
+def hu_to_unit(hu: np.ndarray, level: float, width: float) -> np.ndarray:
+    """Clip to the window [level - width/2, level + width/2] and map it to [-1, 1], in place."""
+    hu -= np.float32(level)
+    hu *= np.float32(2.0 / width)
+    return np.clip(hu, -1.0, 1.0, out=hu)
+
+
+def pad_to_square(images: np.ndarray) -> np.ndarray:
+    """Centre (n, h, w) slices on a square canvas, so resizing keeps the anatomy's proportions."""
+    height, width = images.shape[1:]
+    if height == width:
+        return images
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    padding = ((0, 0), (top, side - height - top), (left, side - width - left))
+    return np.pad(images, padding, constant_values=OUTSIDE)
+
+
+def liver_square(liver: np.ndarray, margin: float, min_side: int = 1) -> Tuple[int, int, int]:
+    """(top, left, side) of the square centred on the liver's bounding box, grown by ``margin``
+    and at least ``min_side`` pixels wide."""
+    rows = np.flatnonzero(liver.any(axis=1))
+    cols = np.flatnonzero(liver.any(axis=0))
+    extent = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    side = max(math.ceil(extent * (1.0 + 2.0 * margin)), min_side)
+    top = round((rows[0] + rows[-1] + 1 - side) / 2)
+    left = round((cols[0] + cols[-1] + 1 - side) / 2)
+    return top, left, side
+
+
+def crop_square(image: np.ndarray, square: Tuple[int, int, int]) -> np.ndarray:
+    """Cut ``square`` out of a 2-D image; where it leaves the image it is filled with OUTSIDE."""
+    top, left, side = square
+    crop = np.full((side, side), OUTSIDE, dtype=image.dtype)
+    rows = slice(max(top, 0), min(top + side, image.shape[0]))
+    cols = slice(max(left, 0), min(left + side, image.shape[1]))
+    crop[rows.start - top : rows.stop - top, cols.start - left : cols.stop - left] = image[rows, cols]
+    return crop
+
+
+def resize(images: np.ndarray, resolution: int) -> np.ndarray:
+    """(n, s, s) float32 -> (n, R, R) with antialiased bilinear interpolation, all in one call."""
+    if images.shape[1:] == (resolution, resolution):
+        return images
+    batch = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
+    resized = F.interpolate(batch, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+    return resized.squeeze(1).numpy()
+
+
+def crop_and_resize(images: np.ndarray, squares: List[Tuple[int, int, int]], resolution: int) -> np.ndarray:
+    """Crop each slice to its own square; crops differ in size, so each is resized on its own."""
+    resized = np.empty((len(images), resolution, resolution), dtype=np.float32)
+    for index, (image, square) in enumerate(zip(images, squares)):
+        resized[index] = resize(crop_square(image, square)[None], resolution)[0]
+    return resized
