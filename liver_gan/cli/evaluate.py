@@ -1,0 +1,97 @@
+"""``liver-gan-eval``: FID and KID of a checkpoint against its dataset, or of two image folders.
+
+- ``liver-gan-eval checkpoint=RUN_DIR_OR_PT``: rebuilds the run's dataset from the checkpoint's
+  config and measures its generator with the ``eval.*`` settings given here (not the run's).
+- ``liver-gan-eval real=DIR fake=DIR``: any two folders, read as pytorch-fid's CLI reads them.
+
+Prints a table and writes ``<run dir>/eval.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import hydra
+import torch
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from liver_gan.atomic import atomic_write_json
+from liver_gan.cli import CONFIG_DIR, report_user_errors
+from liver_gan.config import DatasetConfig, EvalConfig, register_configs
+from liver_gan.data.dataset import prepare_dataset
+from liver_gan.device import resolve_device
+from liver_gan.errors import LiverGanError
+from liver_gan.metrics.evaluate import evaluate_folders, evaluate_generator
+from liver_gan.training.checkpoint import load_generator
+
+
+@dataclass
+class EvaluateConfig:
+    checkpoint: Optional[str] = None  # a run dir (uses checkpoints/last.pt) or a .pt file
+    real: Optional[str] = None  # with fake: two image folders instead of a checkpoint
+    fake: Optional[str] = None
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0  # noise of the generated images and KID subsets
+    device: str = "auto"
+
+
+def register_evaluate_config() -> None:
+    ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
+
+
+def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, Any]:
+    generator, train_cfg = load_generator(Path(cfg.checkpoint), device)
+    dataset_cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), train_cfg.dataset)
+    dataset = prepare_dataset(dataset_cfg, seed=train_cfg.seed)
+    metrics = evaluate_generator(generator, dataset, cfg.eval, run_dir, device, cfg.seed)
+    return {"checkpoint": cfg.checkpoint, **metrics}
+
+
+def format_metrics_table(metrics: dict[str, Any]) -> str:
+    """One row overall and one per class: FID, KID mean ± std, image counts."""
+    rows = [("overall", metrics)] + list(metrics.get("per_class", {}).items())
+    lines = [f"{'':<10} {'FID':>10} {'KID (mean ± std)':>24} {'real':>6} {'fake':>6}"]
+    for name, row in rows:
+        fid = "-" if row["fid"] is None else f"{row['fid']:.3f}"
+        kid = "-" if row["kid_mean"] is None else f"{row['kid_mean']:.5f} ± {row['kid_std']:.5f}"
+        lines.append(f"{name:<10} {fid:>10} {kid:>24} {row['num_real']:>6} {row['num_fake']:>6}")
+    return "\n".join(lines)
+
+
+@report_user_errors
+def evaluate(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    folders = _compares_folders(cfg)
+    device = resolve_device(cfg.device, "device")
+    if folders:
+        metrics = evaluate_folders(Path(cfg.real), Path(cfg.fake), cfg.eval, device, cfg.seed)
+    else:
+        metrics = evaluate_checkpoint(cfg, run_dir, device)
+    print(format_metrics_table(metrics))
+    atomic_write_json(run_dir / "eval.json", metrics)
+    print(f"wrote {run_dir / 'eval.json'}")
+
+
+def _compares_folders(cfg: DictConfig) -> bool:
+    """True for real=DIR fake=DIR, False for checkpoint=...; anything else is a usage error."""
+    given = {name: cfg[name] is not None for name in ("checkpoint", "real", "fake")}
+    if given == {"checkpoint": True, "real": False, "fake": False}:
+        return False
+    if given == {"checkpoint": False, "real": True, "fake": True}:
+        return True
+    raise LiverGanError("give either checkpoint=RUN_DIR_OR_PT or both real=DIR and fake=DIR")
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="evaluate", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+def main() -> None:
+    register_configs()
+    register_evaluate_config()
+    _hydra_main()

@@ -1,0 +1,90 @@
+"""``liver-gan-sample checkpoint=RUN_DIR_OR_PT``: write generated slices as PNGs and a .npy stack.
+
+An unconditional model writes ``<out>/samples/*.png`` and ``<out>/samples.npy``; a conditional
+one writes ``num_samples`` images of each class, ``<out>/<class>/*.png`` and ``<out>/<class>.npy``,
+from the same noise vectors, so ``healthy/00003.png`` and ``tumor/00003.png`` differ only in the
+label.  Images are the model's own resolution; the stacks are float32 (N, 1, R, R) in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from liver_gan.atomic import atomic_write
+from liver_gan.cli import CONFIG_DIR, report_user_errors
+from liver_gan.data.labels import CLASS_NAMES
+from liver_gan.device import resolve_device
+from liver_gan.errors import LiverGanError
+from liver_gan.metrics.image_folder import write_png_folder
+from liver_gan.sampling import generate
+from liver_gan.training.checkpoint import load_generator
+
+
+@dataclass
+class SampleConfig:
+    checkpoint: str = MISSING  # a run dir (uses checkpoints/last.pt) or a .pt file
+    num_samples: int = 64  # per class for a conditional model
+    seed: int = 0
+    out: Optional[str] = None  # default: the Hydra run dir
+    batch_size: int = 256
+    device: str = "auto"
+
+
+def register_sample_config() -> None:
+    ConfigStore.instance().store(name="sample_schema", node=SampleConfig)
+
+
+def write_samples(generator: nn.Module, cfg: DictConfig, out: Path, device: torch.device) -> dict[str, Tensor]:
+    """Generate and write every stack (``samples``, or one per class); returns them by name."""
+    if cfg.num_samples < 1 or cfg.batch_size < 1:
+        raise LiverGanError(f"num_samples={cfg.num_samples} and batch_size={cfg.batch_size} must be at least 1")
+    stacks = {}
+    for name, labels in _labels_by_stack(generator.num_classes, cfg.num_samples).items():
+        images = generate(generator, cfg.num_samples, device, cfg.batch_size, labels, seed=cfg.seed)
+        write_png_folder(images, out / name)
+        atomic_write(out / f"{name}.npy", lambda tmp: _save_npy(tmp, images.numpy()))
+        stacks[name] = images
+    return stacks
+
+
+def _labels_by_stack(num_classes: int, num_samples: int) -> dict[str, Optional[Tensor]]:
+    if num_classes == 0:
+        return {"samples": None}
+    return {CLASS_NAMES[label]: torch.full((num_samples,), label) for label in range(num_classes)}
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with path.open("wb") as file:  # a file object: np.save would append .npy to the temporary name
+        np.save(file, array)
+
+
+@report_user_errors
+def sample(cfg: DictConfig) -> None:
+    if OmegaConf.is_missing(cfg, "checkpoint"):
+        raise LiverGanError("checkpoint=RUN_DIR_OR_PT is required: a liver-gan-train run dir or a checkpoint file")
+    device = resolve_device(cfg.device, "device")
+    generator, _ = load_generator(Path(cfg.checkpoint), device)
+    out = Path(cfg.out) if cfg.out is not None else Path(HydraConfig.get().runtime.output_dir)
+    stacks = write_samples(generator, cfg, out, device)
+    for name, images in stacks.items():
+        print(f"{len(images)} images of {images.shape[-2]}x{images.shape[-1]}: {out / name}/ and {out / name}.npy")
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="sample", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    sample(cfg)
+
+
+def main() -> None:
+    register_sample_config()
+    _hydra_main()

@@ -1,0 +1,130 @@
+"""pytorch-fid's InceptionV3 (pool3, 2048-d) as a feature extractor, with offline weights.
+
+Weights come from ``eval.fid.weights=PATH``, else from the torch hub cache
+(``$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth``), else from pytorch-fid's
+normal download into that cache.  The model is always pytorch-fid's own, so the features are
+the ones its CLI computes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import pickle
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytorch_fid.inception
+import torch
+from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from liver_gan.errors import LiverGanError
+from liver_gan.metrics.image_folder import to_uint8
+
+FID_WEIGHTS_NAME = os.path.basename(FID_WEIGHTS_URL)
+POOL3_BLOCK = InceptionV3.BLOCK_INDEX_BY_DIM[2048]
+
+
+class FIDWeightsUnavailable(LiverGanError):
+    """The Inception weights are neither configured, cached nor downloadable."""
+
+
+def hub_weights_path() -> Path:
+    """Where pytorch-fid's download puts (and looks for) the weights: the torch hub cache."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_NAME
+
+
+def weights_sha256(path: Path) -> str:
+    """The file's sha256, hashed once per (path, size, mtime) in this process."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=None)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+class FeatureExtractor:
+    """Batched pool3 features of images, computed as pytorch-fid's CLI would from PNG files."""
+
+    def __init__(self, model: nn.Module, weights_name: str, weights_sha256: str, device: torch.device | str) -> None:
+        self.model = model.to(device).eval()
+        self.weights_name = weights_name
+        self.weights_sha256 = weights_sha256
+        self.device = torch.device(device)
+
+    def features(self, images: Tensor, batch_size: int) -> np.ndarray:
+        """float32 (N, 2048) features of (N, 1|3, H, W) images in [-1, 1], quantised like a PNG."""
+        return self.pixel_features(to_uint8(images), batch_size)
+
+    def pixel_features(self, pixels: Tensor, batch_size: int) -> np.ndarray:
+        """float32 (N, 2048) features of uint8 (N, 1|3, H, W) pixels.
+
+        Pixels become [0, 1] floats and grayscale is repeated to RGB, exactly as PIL's
+        ``convert("RGB")`` and ``ToTensor`` do in pytorch-fid's CLI; the model resizes to 299 itself.
+        """
+        if pixels.ndim != 4 or pixels.shape[1] not in (1, 3):
+            raise LiverGanError(f"Inception needs (N, 1 or 3, H, W) images, got shape {tuple(pixels.shape)}")
+        if batch_size < 1:
+            raise LiverGanError(f"eval.fid.batch_size={batch_size} must be at least 1")
+        starts = tqdm(range(0, len(pixels), batch_size), desc="Inception features", unit="batch", leave=False)
+        with torch.no_grad():
+            batches = [self._batch_features(pixels[start : start + batch_size]) for start in starts]
+        return np.concatenate(batches) if batches else np.empty((0, 2048), dtype=np.float32)
+
+    def _batch_features(self, pixels: Tensor) -> np.ndarray:
+        batch = pixels.to(self.device).float().div(255).expand(-1, 3, -1, -1)
+        return self.model(batch)[0].flatten(1).cpu().numpy()
+
+
+def load_feature_extractor(weights: str | None, device: torch.device | str) -> FeatureExtractor:
+    """pytorch-fid's ``InceptionV3`` (pool3) on ``device``, with weights resolved as the module says."""
+    path = _configured_weights(weights) if weights else hub_weights_path()
+    model = _inception_from_file(path) if path.is_file() else _downloaded_inception()
+    return FeatureExtractor(model, path.name, weights_sha256(path), torch.device(device))
+
+
+def _configured_weights(weights: str) -> Path:
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise LiverGanError(f"eval.fid.weights={weights}: no such file; give the path to {FID_WEIGHTS_NAME}")
+    return path
+
+
+def _inception_from_file(path: Path) -> nn.Module:
+    """Build pytorch-fid's model, pointing its weight loader at ``path`` instead of the URL."""
+
+    def load_file(*args: object, **kwargs: object) -> dict:
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    try:
+        with mock.patch.object(pytorch_fid.inception, "load_state_dict_from_url", load_file):
+            return InceptionV3([POOL3_BLOCK])
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as error:
+        reason = _one_line(error)
+        raise LiverGanError(
+            f"{path}: not pytorch-fid's Inception weights ({reason}); replace it with {FID_WEIGHTS_NAME}"
+        ) from error
+
+
+def _downloaded_inception() -> nn.Module:
+    """pytorch-fid's normal path: download into the hub cache, or say where the file belongs."""
+    try:
+        return InceptionV3([POOL3_BLOCK])
+    except OSError as error:  # URLError, HTTPError, timeouts and refused connections are OSErrors
+        reason = _one_line(getattr(error, "reason", error))
+        raise FIDWeightsUnavailable(
+            f"FID Inception weights could not be downloaded ({reason}); "
+            f"put {FID_WEIGHTS_NAME} at {hub_weights_path()} or pass eval.fid.weights=PATH"
+        ) from error
+
+
+def _one_line(reason: object) -> str:
+    return " ".join(str(reason).split())[:200]

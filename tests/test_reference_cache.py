@@ -1,0 +1,112 @@
+"""Cached real-image statistics: a second evaluation runs no Inception pass over the reals."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor
+
+from liver_gan.metrics import evaluate
+from liver_gan.metrics.evaluate import evaluate_generator
+from liver_gan.metrics.fid import feature_statistics
+from liver_gan.metrics.inception import FeatureExtractor
+from liver_gan.metrics.reference import ReferenceKey, pixels_sha256, reference_statistics
+from test_fid import PooledPixels, eval_config, tiny_generator, two_class_dataset
+
+
+class CountingExtractor(FeatureExtractor):
+    """The real extractor class over a cheap network, recording how many images each pass sees."""
+
+    def __init__(self) -> None:
+        super().__init__(PooledPixels(), "pooled.pth", "0" * 64, torch.device("cpu"))
+        self.passes: list[int] = []
+
+    def pixel_features(self, pixels: Tensor, batch_size: int) -> np.ndarray:
+        self.passes.append(len(pixels))
+        return super().pixel_features(pixels, batch_size)
+
+
+def reference_key(**changes: object) -> ReferenceKey:
+    fields = dict(
+        dataset_key="abc",
+        subset="all",
+        real_pool="train",
+        num_images=3,
+        resolution=32,
+        weights_sha256="0" * 64,
+        pixels_sha256="1" * 64,
+    )
+    return ReferenceKey(**{**fields, **changes})
+
+
+def test_second_evaluation_hits_the_cache_without_an_inception_pass_over_the_reals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    extractor = CountingExtractor()
+    monkeypatch.setattr(evaluate, "load_feature_extractor", lambda weights, device: extractor)
+    dataset, generator, cfg = two_class_dataset(), tiny_generator(conditional=True), eval_config(tmp_path, 8, 24)
+    with caplog.at_level(logging.INFO, logger="liver_gan.metrics.reference"):
+        first = evaluate_generator(generator, dataset, cfg, tmp_path, "cpu", seed=0)
+        assert extractor.passes == [24, 8]  # the reals, then the fakes
+        assert "cache miss" in caplog.text
+        extractor.passes.clear()
+        second = evaluate_generator(generator, dataset, cfg, tmp_path, "cpu", seed=0)
+    assert extractor.passes == [8]  # only the fakes
+    assert "cache hit" in caplog.text
+    assert second == first
+
+
+def test_entry_holds_float32_features_and_their_statistics(tmp_path: Path) -> None:
+    features = np.random.default_rng(0).normal(size=(3, 5))
+    reference = reference_statistics(reference_key(), tmp_path, lambda: features)
+    reloaded = reference_statistics(reference_key(), tmp_path, lambda: pytest.fail("cache missed"))
+    entry = tmp_path / reference_key().digest()
+    assert np.load(entry / "features.npy").dtype == np.float32
+    assert json.loads((entry / "key.json").read_text())["pixels_sha256"] == "1" * 64
+    expected_mu, expected_sigma = feature_statistics(features.astype(np.float32))
+    for result in (reference, reloaded):
+        assert np.array_equal(result.features, features.astype(np.float32))
+        assert np.allclose(result.statistics[0], expected_mu) and np.allclose(result.statistics[1], expected_sigma)
+
+
+@pytest.mark.parametrize("change", [{"weights_sha256": "2" * 64}, {"pixels_sha256": "3" * 64}, {"num_images": 4}])
+def test_anything_that_changes_the_reals_or_the_network_misses(tmp_path: Path, change: dict) -> None:
+    reference_statistics(reference_key(), tmp_path, lambda: np.zeros((3, 5)))
+    computed = []
+    reference_statistics(reference_key(**change), tmp_path, lambda: computed.append(1) or np.ones((3, 5)))
+    assert computed == [1]
+
+
+def test_pixel_hash_sees_the_8_bit_levels_only() -> None:
+    images = torch.linspace(-1, 1, 64).reshape(1, 1, 8, 8)
+    assert pixels_sha256(images) == pixels_sha256(images + 1e-4)  # same PNG levels
+    assert pixels_sha256(images) != pixels_sha256(images.flip(-1))
+
+
+def _build_entry(cache_dir: Path, marker_dir: Path, job: int) -> None:
+    def compute() -> np.ndarray:
+        (marker_dir / f"computed-by-{job}").touch()
+        time.sleep(0.5)  # hold the lock long enough for the other job to wait on it
+        return np.full((3, 5), job, dtype=np.float32)
+
+    reference_statistics(reference_key(), cache_dir, compute)
+
+
+def test_concurrent_jobs_compute_an_entry_once(tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    context = multiprocessing.get_context("fork")
+    jobs = [context.Process(target=_build_entry, args=(tmp_path / "cache", markers, job)) for job in range(2)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(timeout=60)
+    assert [job.exitcode for job in jobs] == [0, 0]
+    assert len(list(markers.iterdir())) == 1
