@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 from typing import Callable, List
@@ -70,3 +71,21 @@ def test_sample_without_a_checkpoint_exits_2_with_one_line(
         assert exit_info.value.code == 2
         error = capsys.readouterr().err.strip()
         assert error.startswith("liver-gan: error:") and "\n" not in error and "checkpoint" in error
+
+
+def test_reject_memorised_says_how_many_it_dropped(tmp_path: Path, compose_config: Callable[..., DictConfig]) -> None:
+    run = save_tiny_checkpoint(compose_config, tmp_path / "gan", tiny_phantom_overrides(tmp_path))
+    # Pixel RMS distances lie in [0, 2]: 5.0 drops every sample, 0 none.
+    for threshold, dropped in (("5.0", 8), ("0", 0)):
+        out = tmp_path / f"out_{threshold}"
+        result = subprocess.run(
+            [
+                sys.executable, "-c", "from liver_gan.cli.sample import main; main()", f"checkpoint={run}",
+                "num_samples=8", f"out={out}", f"hydra.run.dir={tmp_path / 'hydra'}", "reject_memorised=true",
+                f"memorisation_threshold={threshold}",
+            ],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"samples: dropped {dropped} of 8" in result.stdout
+        assert len(list((out / "samples").glob("*.png"))) == 8 - dropped

@@ -22,10 +22,13 @@ from torch import Tensor, nn
 
 from liver_gan.atomic import atomic_write
 from liver_gan.cli import CONFIG_DIR, report_user_errors
+from liver_gan.config import DatasetConfig
+from liver_gan.data.dataset import prepare_dataset
 from liver_gan.data.labels import CLASS_NAMES
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.image_folder import write_png_folder
+from liver_gan.metrics.memorisation import reject_memorised, validation_threshold
 from liver_gan.sampling import generate
 from liver_gan.training.checkpoint import load_generator
 
@@ -38,19 +41,57 @@ class SampleConfig:
     out: Optional[str] = None  # default: the Hydra run dir
     batch_size: int = 256
     device: str = "auto"
+    reject_memorised: bool = False  # drop samples nearer a training slice than memorisation_threshold
+    memorisation_threshold: Optional[float] = None  # pixel RMS distance in [-1, 1] units; None: the val baseline
+
+
+@dataclass(frozen=True)
+class MemorisationFilter:
+    """The run's training slices, and the pixel RMS distance below which a sample counts as a copy."""
+
+    train_images: Tensor
+    threshold: float
 
 
 def register_sample_config() -> None:
     ConfigStore.instance().store(name="sample_schema", node=SampleConfig)
 
 
-def write_samples(generator: nn.Module, cfg: DictConfig, out: Path, device: torch.device) -> dict[str, Tensor]:
-    """Generate and write every stack (``samples``, or one per class); returns them by name."""
+def memorisation_filter(cfg: DictConfig, train_cfg: DictConfig) -> MemorisationFilter:
+    """The run's own training slices (same data and patient split) and the threshold to apply.
+
+    Without ``memorisation_threshold`` the threshold is the smallest distance from any real
+    validation slice to the training set: a dropped sample is nearer a training slice than any
+    unseen patient's slice is.
+    """
+    dataset_cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), train_cfg.dataset)
+    dataset = prepare_dataset(dataset_cfg, seed=train_cfg.seed)
+    threshold = cfg.memorisation_threshold
+    if threshold is None:
+        threshold = validation_threshold(dataset.train.images, dataset.val.images)
+    return MemorisationFilter(dataset.train.images, threshold)
+
+
+def write_samples(
+    generator: nn.Module,
+    cfg: DictConfig,
+    out: Path,
+    device: torch.device,
+    memorisation: Optional[MemorisationFilter] = None,
+) -> dict[str, Tensor]:
+    """Generate and write every stack (``samples``, or one per class), without near-copies of
+    training slices when ``memorisation`` is given; returns them by name."""
     if cfg.num_samples < 1 or cfg.batch_size < 1:
         raise LiverGanError(f"num_samples={cfg.num_samples} and batch_size={cfg.batch_size} must be at least 1")
     stacks = {}
     for name, labels in _labels_by_stack(generator.num_classes, cfg.num_samples).items():
         images = generate(generator, cfg.num_samples, device, cfg.batch_size, labels, seed=cfg.seed)
+        if memorisation is not None:
+            images, dropped = reject_memorised(images, memorisation.train_images, memorisation.threshold)
+            print(
+                f"{name}: dropped {dropped} of {cfg.num_samples} samples closer than "
+                f"{memorisation.threshold:.4f} (pixel RMS) to a training slice"
+            )
         write_png_folder(images, out / name)
         atomic_write(out / f"{name}.npy", lambda tmp: _save_npy(tmp, images.numpy()))
         stacks[name] = images
@@ -73,9 +114,10 @@ def sample(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "checkpoint"):
         raise LiverGanError("checkpoint=RUN_DIR_OR_PT is required: a liver-gan-train run dir or a checkpoint file")
     device = resolve_device(cfg.device, "device")
-    generator, _ = load_generator(Path(cfg.checkpoint), device)
+    generator, train_cfg = load_generator(Path(cfg.checkpoint), device)
     out = Path(cfg.out) if cfg.out is not None else Path(HydraConfig.get().runtime.output_dir)
-    stacks = write_samples(generator, cfg, out, device)
+    memorisation = memorisation_filter(cfg, train_cfg) if cfg.reject_memorised else None
+    stacks = write_samples(generator, cfg, out, device, memorisation)
     for name, images in stacks.items():
         print(f"{len(images)} images of {images.shape[-2]}x{images.shape[-1]}: {out / name}/ and {out / name}.npy")
 

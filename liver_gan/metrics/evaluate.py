@@ -22,6 +22,7 @@ from liver_gan.data.dataset import PreparedDataset
 from liver_gan.data.labels import CLASS_NAMES
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.fid import frechet_distance
+from liver_gan.metrics.fidelity import fidelity_report
 from liver_gan.metrics.image_folder import read_image_folder, write_png_folder
 from liver_gan.metrics.inception import FeatureExtractor, load_feature_extractor
 from liver_gan.metrics.kid import kernel_inception_distance
@@ -69,7 +70,49 @@ def evaluate_generator(
             name: _class_metrics(reference.features, real_labels, fake_features, fake_labels, label, cfg.kid, seed)
             for label, name in enumerate(CLASS_NAMES[: generator.num_classes])
         }
+    metrics |= fidelity_metrics(dataset, cfg, extractor, real_pool, reference, fake_images, fake_features, run_dir, device, seed)
     return metrics
+
+
+def fidelity_metrics(
+    dataset: PreparedDataset,
+    cfg: EvalConfig,
+    extractor: FeatureExtractor,
+    real_pool: RealPool,
+    reference: ReferenceStatistics,
+    fake_images: Tensor,
+    fake_features: np.ndarray,
+    run_dir: Path,
+    device: torch.device | str,
+    seed: int,
+) -> dict[str, Any]:
+    """Precision/recall, diversity and the memorisation check (see liver_gan/metrics/fidelity.py).
+
+    The memorisation check compares with up to ``eval.fid.max_real`` real training and validation
+    slices, whose features are cached like the FID reference; the pixel search uses every training slice.
+    """
+    train_reference = reference
+    if real_pool is not RealPool.train:
+        train_images, _ = select_real_images(dataset, RealPool.train, cfg.fid.max_real)
+        train_reference = _real_reference(dataset, RealPool.train, train_images, extractor, cfg)
+    if len(dataset.val) >= 2:
+        val_images, _ = select_real_images(dataset, RealPool.val, cfg.fid.max_real)
+        val_features = _real_reference(dataset, RealPool.val, val_images, extractor, cfg).features
+    else:
+        log.warning("fewer than 2 validation slices: the memorisation check has no real-val baseline")
+        val_images, val_features = dataset.val.images[:0], fake_features[:0]
+    return fidelity_report(
+        fake_images=fake_images,
+        fake_features=fake_features,
+        real_features=reference.features,
+        train_images=dataset.train.images,
+        train_features=train_reference.features,
+        val_images=val_images,
+        val_features=val_features,
+        run_dir=Path(run_dir),
+        seed=seed,
+        device=device,
+    )
 
 
 def evaluate_folders(real_dir: Path, fake_dir: Path, cfg: EvalConfig, device: torch.device | str, seed: int) -> dict:

@@ -1,0 +1,173 @@
+"""Memorisation check: is a synthetic slice a near-copy of a patient's training slice?
+
+For every generated sample we find its nearest training slice twice: in pixel space and in Inception
+feature space. Distances alone have no scale, so we compare them with a baseline that cannot be
+memorisation: the nearest training slice of every real validation slice (other patients, never seen
+in training). A generator that merely learned the distribution should sit about as far from the
+training set as unseen patients do.
+
+Definitions (the keys :func:`memorisation_report` returns):
+
+- Pixel distance is the root-mean-square difference of two images in [-1, 1] units,
+  ``||a - b||_2 / sqrt(R * R)``, so thresholds do not depend on the resolution (0 = identical,
+  2 = one all black and one all white). Feature distance is the Euclidean distance between
+  2048-d Inception pool3 features.
+- ``fraction_closer_than_val``: the fraction of samples whose nearest-training-slice distance is
+  strictly below the smallest nearest-training-slice distance of any validation slice, i.e. closer
+  to a training slice than any unseen patient's slice is. We use the minimum rather than a low
+  percentile so that the flag is conservative: a flagged sample beats every real validation slice.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.utils import make_grid, save_image
+
+from liver_gan.atomic import atomic_write
+from liver_gan.errors import LiverGanError
+
+QUANTILES = {"min": 0.0, "p05": 0.05, "p50": 0.5}
+# Query rows per torch.cdist call: bounds the (chunk x references) distance matrix.
+_CHUNK = 512
+
+
+def pixel_vectors(images: torch.Tensor) -> torch.Tensor:
+    """Flattened images scaled so that the Euclidean distance is the RMS pixel difference."""
+    if images.dim() != 4:
+        raise LiverGanError(f"expected images shaped (N, C, H, W), got {tuple(images.shape)}")
+    flat = images.flatten(1).double()
+    return flat / math.sqrt(flat.shape[1])
+
+
+def nearest_neighbours(queries: torch.Tensor, references: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each row of ``queries`` (N, D), the distance to and index of its nearest row of ``references``."""
+    if len(references) == 0:
+        raise LiverGanError("the nearest-neighbour search has no reference (training) samples")
+    if queries.shape[1] != references.shape[1]:
+        raise LiverGanError(f"queries and references differ in width: {queries.shape[1]} vs {references.shape[1]}")
+    distances, indices = [], []
+    for chunk in queries.split(_CHUNK):
+        nearest = torch.cdist(chunk, references).min(dim=1)
+        distances.append(nearest.values)
+        indices.append(nearest.indices)
+    return torch.cat(distances).cpu(), torch.cat(indices).cpu()
+
+
+def nearest_training_slices(
+    images: torch.Tensor, train_images: torch.Tensor, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel RMS distance to, and index of, each image's nearest training slice."""
+    if images.shape[1:] != train_images.shape[1:]:
+        raise LiverGanError(
+            f"generated images {tuple(images.shape[1:])} and training slices {tuple(train_images.shape[1:])} "
+            "differ in shape; compare images of the same resolution"
+        )
+    return nearest_neighbours(pixel_vectors(images).to(device), pixel_vectors(train_images).to(device))
+
+
+def _feature_vectors(features: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(features, dtype=np.float64)).to(device)
+
+
+def distance_quantiles(distances: torch.Tensor) -> dict[str, float]:
+    levels = torch.tensor(list(QUANTILES.values()), dtype=torch.float64)
+    values = torch.quantile(distances.double(), levels)
+    return {name: value.item() for name, value in zip(QUANTILES, values)}
+
+
+def compare_with_baseline(
+    space: str, fake_to_train: torch.Tensor, val_to_train: torch.Tensor
+) -> dict[str, float | None]:
+    """Flat ``memorisation_<space>_*`` keys: both distance distributions and the flagged fraction.
+
+    Without validation slices (``dataset.val_fraction=0``) there is no baseline: its keys are None.
+    """
+    report: dict[str, float | None] = {
+        f"memorisation_{space}_fake_to_train_{quantile}": value
+        for quantile, value in distance_quantiles(fake_to_train).items()
+    }
+    has_baseline = len(val_to_train) > 0
+    baseline = distance_quantiles(val_to_train) if has_baseline else dict.fromkeys(QUANTILES)
+    for quantile, value in baseline.items():
+        report[f"memorisation_{space}_val_to_train_{quantile}"] = value
+    closer = (fake_to_train < val_to_train.min()).double().mean().item() if has_baseline else None
+    report[f"memorisation_{space}_fraction_closer_than_val"] = closer
+    return report
+
+
+def memorisation_report(
+    fake_images: torch.Tensor,
+    train_images: torch.Tensor,
+    val_images: torch.Tensor,
+    fake_features: np.ndarray,
+    train_features: np.ndarray,
+    val_features: np.ndarray,
+    device: torch.device | str = "cpu",
+) -> dict[str, float | None]:
+    """Pixel- and feature-space nearest-training-slice distances of the fakes vs the val baseline.
+
+    ``train_features`` may be the features of a subset of the training slices (e.g. the cached FID
+    reference pool); the pixel search always uses every training slice.
+    """
+    report = compare_with_baseline(
+        "pixel",
+        nearest_training_slices(fake_images, train_images, device)[0],
+        nearest_training_slices(val_images, train_images, device)[0],
+    )
+    train = _feature_vectors(train_features, device)
+    report |= compare_with_baseline(
+        "feature",
+        nearest_neighbours(_feature_vectors(fake_features, device), train)[0],
+        nearest_neighbours(_feature_vectors(val_features, device), train)[0],
+    )
+    return report
+
+
+def save_closest_pairs(
+    fake_images: torch.Tensor,
+    train_images: torch.Tensor,
+    path: Path,
+    num_pairs: int = 16,
+    device: torch.device | str = "cpu",
+) -> Path:
+    """PNG grid of the fakes closest to a training slice: one row per pair, fake | nearest training slice.
+
+    Rows are sorted from the closest pair down, so near-copies, if any, are at the top.
+    """
+    distances, indices = nearest_training_slices(fake_images, train_images, device)
+    closest = distances.argsort()[:num_pairs]
+    pairs = torch.stack([fake_images[closest].cpu(), train_images[indices[closest]].cpu()], dim=1)
+    grid = make_grid(pairs.flatten(0, 1), nrow=2, normalize=True, value_range=(-1, 1), pad_value=1.0)
+    atomic_write(Path(path), lambda tmp: save_image(grid, tmp, format="png"))
+    return Path(path)
+
+
+def memorised_mask(samples: torch.Tensor, train_images: torch.Tensor, threshold: float) -> torch.Tensor:
+    """True for each sample whose pixel RMS distance to its nearest training slice is below ``threshold``."""
+    return nearest_training_slices(samples, train_images)[0] < threshold
+
+
+def reject_memorised(samples: torch.Tensor, train_images: torch.Tensor, threshold: float) -> tuple[torch.Tensor, int]:
+    """Drop samples closer than ``threshold`` (pixel RMS, [-1, 1] units) to a training slice.
+
+    Returns the kept samples, in their original order, and how many were dropped.
+    """
+    if threshold < 0:
+        raise LiverGanError(f"sample.memorisation_threshold must be >= 0, got {threshold}")
+    memorised = memorised_mask(samples, train_images, threshold)
+    return samples[~memorised], int(memorised.sum())
+
+
+def validation_threshold(train_images: torch.Tensor, val_images: torch.Tensor) -> float:
+    """The smallest pixel distance from any real validation slice to the training set.
+
+    A sample closer than this is nearer to a training slice than any unseen patient's slice is; it
+    is the data's own default threshold for :func:`reject_memorised`.
+    """
+    if len(val_images) == 0:
+        raise LiverGanError("the validation split is empty; set sample.memorisation_threshold explicitly")
+    return nearest_training_slices(val_images, train_images)[0].min().item()

@@ -1,0 +1,1 @@
+"""Downstream utility: does synthetic data help a healthy-vs-tumor classifier on real patients?"""

@@ -1,0 +1,142 @@
+"""The three arms of the downstream-utility experiment, each trained over several seeds:
+
+- real only: the real training slices;
+- real + synthetic: the real slices plus ``ratio`` times as many synthetic ones (0.5 = +50%);
+- synthetic only ("train on synthetic, test on real"): as many synthetic slices as real ones.
+
+Every arm is tested on the same real validation slices (other patients; split by patient).
+A difference from the real-only arm is called significant only if it exceeds the seed spread:
+``|mean_arm - mean_real| >= std_arm + std_real`` (sample standard deviations over the seeds). This
+is a deliberately cautious reading of a handful of seeds, not a hypothesis test.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from liver_gan.data.dataset import SliceSet
+from liver_gan.data.labels import HEALTHY, TUMOR
+from liver_gan.errors import LiverGanError
+from liver_gan.sampling import balanced_labels, generate
+from liver_gan.utility.classifier import train_classifier, tumor_probabilities
+from liver_gan.utility.config import SyntheticClasses
+from liver_gan.utility.metrics import METRICS, classification_metrics
+
+MIN_SEEDS = 3
+
+# Synthetic slices of the requested classes, drawn reproducibly from a seed.
+SyntheticSource = Callable[[Tensor, int], Tensor]
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str  # a key for utility.json and TensorBoard
+    title: str  # for the terminal table
+    uses_real: bool
+    synthetic_ratio: float  # synthetic slices per real training slice
+
+
+def utility_arms(ratios: Sequence[float]) -> list[Arm]:
+    if not ratios or any(ratio <= 0 for ratio in ratios) or len(set(ratios)) != len(ratios):
+        raise LiverGanError(f"ratios={list(ratios)} must be distinct positive fractions, e.g. [0.5, 1.0]")
+    mixed = [
+        Arm(f"real_plus_{ratio * 100:g}pct", f"real + {ratio * 100:g}% synthetic", True, ratio) for ratio in ratios
+    ]
+    return [Arm("real_only", "real only", True, 0.0), *mixed, Arm("synthetic_only", "synthetic only", False, 1.0)]
+
+
+def conditional_source(generator: nn.Module, device: torch.device) -> SyntheticSource:
+    """Slices of each requested class from one class-conditional generator."""
+    if generator.num_classes != 2:
+        raise LiverGanError("generator= must be a conditional model (model.conditional=true); else give tumor_generator and healthy_generator")
+    return lambda labels, seed: generate(generator, len(labels), device, labels=labels, seed=seed)
+
+
+def per_class_source(tumor_generator: nn.Module, healthy_generator: nn.Module, device: torch.device) -> SyntheticSource:
+    """Tumor slices from one unconditional generator, healthy slices from another."""
+
+    def sample(labels: Tensor, seed: int) -> Tensor:
+        images = torch.empty(len(labels), 1, tumor_generator.resolution, tumor_generator.resolution)
+        for label, generator in ((TUMOR, tumor_generator), (HEALTHY, healthy_generator)):
+            wanted = labels == label
+            images[wanted] = generate(generator, int(wanted.sum()), device, seed=seed * 2 + label)
+        return images
+
+    return sample
+
+
+def synthetic_labels(real_labels: Tensor, count: int, classes: SyntheticClasses) -> Tensor:
+    """Class labels for ``count`` synthetic slices: the real mix (matched) or half and half."""
+    if classes == SyntheticClasses.balanced:
+        return balanced_labels(count, 2)
+    num_tumor = round(count * real_labels.double().mean().item())
+    return torch.cat([torch.full((count - num_tumor,), HEALTHY), torch.full((num_tumor,), TUMOR)])
+
+
+def arm_training_set(
+    arm: Arm, train: SliceSet, source: SyntheticSource, classes: SyntheticClasses, seed: int
+) -> tuple[Tensor, Tensor, int]:
+    """Images and labels the arm trains on with ``seed``, and how many of them are synthetic."""
+    count = round(arm.synthetic_ratio * len(train))
+    labels = synthetic_labels(train.labels, count, classes)
+    images = source(labels, seed) if count else torch.empty(0, *train.images.shape[1:])
+    if arm.uses_real:
+        images, labels = torch.cat([train.images, images]), torch.cat([train.labels, labels])
+    return images, labels, count
+
+
+def summarise(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values), "values": values}
+
+
+def compare_with_real_only(arm: dict, real_only: dict) -> dict:
+    """Difference of each metric's mean from the real-only arm, and whether it beats the seed spread."""
+    comparison = {}
+    for metric in METRICS:
+        a, b = arm["metrics"][metric], real_only["metrics"][metric]
+        delta = a["mean"] - b["mean"]
+        comparison[metric] = {"delta": delta, "significant": abs(delta) >= a["std"] + b["std"]}
+    return comparison
+
+
+def run_arms(
+    train: SliceSet,
+    val: SliceSet,
+    source: SyntheticSource,
+    cfg: DictConfig,
+    device: torch.device,
+) -> dict[str, dict]:
+    """Train and test every arm with every seed; per arm the metrics' mean, std and per-seed values."""
+    seeds = list(cfg.seeds)
+    if len(set(seeds)) < MIN_SEEDS:
+        raise LiverGanError(f"seeds={seeds}: give at least {MIN_SEEDS} distinct seeds, so that a std can be reported")
+    arms = utility_arms(list(cfg.ratios))
+    resolution = train.images.shape[-1]
+    results: dict[str, dict] = {}
+    progress = tqdm(total=len(arms) * len(seeds), desc="utility", unit="classifier")
+    for arm in arms:
+        per_seed: dict[str, list[float]] = {metric: [] for metric in METRICS}
+        for seed in seeds:
+            images, labels, num_synthetic = arm_training_set(arm, train, source, cfg.synthetic_classes, seed)
+            model = train_classifier(cfg.classifier, images, labels, resolution, device, seed)
+            scores = classification_metrics(tumor_probabilities(model, val.images, device), val.labels)
+            for metric, value in scores.items():
+                per_seed[metric].append(value)
+            progress.update()
+        results[arm.name] = {
+            "title": arm.title,
+            "num_real": len(train) if arm.uses_real else 0,
+            "num_synthetic": num_synthetic,
+            "metrics": {metric: summarise(values) for metric, values in per_seed.items()},
+        }
+    progress.close()
+    for arm in arms[1:]:
+        results[arm.name]["vs_real_only"] = compare_with_real_only(results[arm.name], results["real_only"])
+    return results
