@@ -1,0 +1,51 @@
+"""``liver-gan-train``: one GAN training run (or a sweep of them with ``-m``), composed from conf/.
+
+The task returns the run's FID so that Hydra sweepers can minimise it.  In a single run, a
+diverged training or missing Inception weights end the program with one line and status 2
+(after everything else is saved); in a multirun the job returns ``inf`` instead, so that the
+sweep goes on and counts the job as the worst result.
+
+A killed run continues in its own run dir from its last checkpoint::
+
+    liver-gan-train <the same overrides> hydra.run.dir=<its run dir> trainer.resume=auto
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from liver_gan.cli import CONFIG_DIR, report_user_errors
+from liver_gan.config import register_configs
+from liver_gan.metrics.inception import FIDWeightsUnavailable
+from liver_gan.training.loop import TrainingDiverged, train
+
+log = logging.getLogger(__name__)
+
+register_configs()
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
+@report_user_errors
+def main(cfg: DictConfig) -> float:
+    """Train the composed run in Hydra's run dir; return its FID (inf without one)."""
+    hydra_config = HydraConfig.get()
+    try:
+        metrics = train(cfg, Path(hydra_config.runtime.output_dir))
+    except (TrainingDiverged, FIDWeightsUnavailable) as error:
+        if hydra_config.mode != RunMode.MULTIRUN:
+            raise
+        log.error("%s (this job scores inf)", error)
+        return math.inf
+    # A run without evaluation (eval.enabled=false) has no FID to minimise.
+    return math.inf if metrics["fid"] is None else float(metrics["fid"])
+
+
+if __name__ == "__main__":
+    main()

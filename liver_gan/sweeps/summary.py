@@ -1,0 +1,220 @@
+"""Sweep summary: one row per job directory under a directory, best FID first.
+
+A job directory is any directory holding ``.hydra/overrides.yaml`` (every Hydra run and every
+job of a multirun has one). Its status is decided as follows:
+
+- ``completed``: ``metrics.json`` exists, its ``status`` is ``"completed"`` (or absent), and
+  its FID is a finite number or null (evaluation disabled).
+- ``failed``: ``metrics.json`` exists but names another status (``diverged``,
+  ``fid_unavailable``, ...), holds a non-finite FID, or cannot be read; or there is no
+  ``metrics.json`` and one of the job's ``*.log`` files records an ERROR/CRITICAL message or a
+  traceback.
+- ``unfinished``: no ``metrics.json`` and no error in the logs: still running, killed, or not
+  started yet.
+
+The training loop writes ``metrics.json`` atomically when a run ends, so its presence means the
+run ended. Rows are sorted: ``completed`` jobs by FID ascending (jobs without an FID after
+them), then ``failed``, then ``unfinished``; no job is ever dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import yaml
+
+from liver_gan.atomic import atomic_write_text
+from liver_gan.errors import LiverGanError
+
+METRIC_COLUMNS = ("fid", "kid_mean", "kid_std", "steps", "epochs", "train_seconds", "images_per_second")
+SUMMARY_CSV = "summary.csv"
+SUMMARY_MD = "summary.md"
+
+# Hydra's job log format is "[time][logger][LEVEL] - message".
+_ERROR_RECORD = re.compile(r"\]\[(ERROR|CRITICAL)\] - (?P<message>.*)")
+_TRACEBACK = "Traceback (most recent call last)"
+
+
+class JobStatus(str, Enum):
+    completed = "completed"
+    failed = "failed"
+    unfinished = "unfinished"
+
+
+@dataclass(frozen=True)
+class JobResult:
+    name: str  # the job directory relative to the summarised directory
+    status: JobStatus
+    detail: str  # why a job failed or is unfinished; empty when completed
+    overrides: Dict[str, str] = field(default_factory=dict)
+    metrics: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fid(self) -> Optional[float]:
+        value = self.metrics.get("fid")
+        return float(value) if isinstance(value, (int, float)) else None
+
+
+def find_job_dirs(root: Path) -> List[Path]:
+    """Every directory under ``root`` (``root`` included) that holds ``.hydra/overrides.yaml``."""
+    return [path.parent.parent for path in root.rglob("overrides.yaml") if path.parent.name == ".hydra"]
+
+
+def read_overrides(job_dir: Path) -> Dict[str, str]:
+    """The job's command-line overrides as {key: value}, in the order they were given."""
+    path = job_dir / ".hydra" / "overrides.yaml"
+    try:
+        lines = yaml.safe_load(path.read_text()) or []
+    except (OSError, yaml.YAMLError) as error:
+        raise LiverGanError(f"{path}: cannot read the job's overrides ({error}); is it a Hydra run dir?") from None
+    return dict(str(line).partition("=")[::2] for line in lines)
+
+
+def first_logged_error(job_dir: Path) -> Optional[str]:
+    """The first ERROR/CRITICAL message or traceback in the job's ``*.log`` files, if any."""
+    for log_file in sorted(job_dir.glob("*.log")):
+        with open(log_file, errors="replace") as lines:
+            for line in lines:
+                record = _ERROR_RECORD.search(line)
+                if record:
+                    return f"{log_file.name}: {record.group('message').strip()}"
+                if _TRACEBACK in line:
+                    return f"{log_file.name}: traceback"
+    return None
+
+
+def judge_metrics(metrics: Dict[str, Any]) -> Tuple[JobStatus, str]:
+    """Status and detail of a job that wrote ``metrics.json``."""
+    status = metrics.get("status", JobStatus.completed.value)
+    if status != JobStatus.completed.value:
+        return JobStatus.failed, str(status)
+    fid = metrics.get("fid")
+    if fid is not None and not (isinstance(fid, (int, float)) and math.isfinite(fid)):
+        return JobStatus.failed, f"fid is {fid}"
+    return JobStatus.completed, ""
+
+
+def read_job(job_dir: Path, root: Path) -> JobResult:
+    name = job_dir.relative_to(root).as_posix()
+    overrides = read_overrides(job_dir)
+    metrics_path = job_dir / "metrics.json"
+    if not metrics_path.exists():
+        error = first_logged_error(job_dir)
+        if error is not None:
+            return JobResult(name, JobStatus.failed, error, overrides)
+        return JobResult(name, JobStatus.unfinished, "no metrics.json yet", overrides)
+    try:
+        metrics = json.loads(metrics_path.read_text())
+    except (OSError, ValueError) as error:
+        return JobResult(name, JobStatus.failed, f"unreadable metrics.json ({error})", overrides)
+    if not isinstance(metrics, dict):
+        return JobResult(name, JobStatus.failed, "metrics.json is not a JSON object", overrides)
+    status, detail = judge_metrics(metrics)
+    return JobResult(name, status, detail, overrides, metrics)
+
+
+def _natural_key(name: str) -> List[Any]:
+    """Order job 2 before job 10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def ranking_key(job: JobResult) -> Tuple[int, float, List[Any]]:
+    order = list(JobStatus).index(job.status)
+    fid = job.fid if job.status is JobStatus.completed and job.fid is not None else math.inf
+    return order, fid, _natural_key(job.name)
+
+
+def collect_jobs(root: Path) -> List[JobResult]:
+    """Every job under ``root``, best first (see the module docstring)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LiverGanError(f"{root}: no such directory; pass a multirun dir such as outputs/multirun/<date>")
+    job_dirs = find_job_dirs(root)
+    if not job_dirs:
+        raise LiverGanError(
+            f"{root}: no job directories (with .hydra/overrides.yaml) under it; "
+            "pass a multirun dir such as outputs/multirun/<date>"
+        )
+    return sorted((read_job(job_dir, root) for job_dir in job_dirs), key=ranking_key)
+
+
+def split_overrides(jobs: List[JobResult]) -> Tuple[List[str], Dict[str, str]]:
+    """(keys whose value differs between jobs, {key: value} shared by every job)."""
+    keys = list(dict.fromkeys(key for job in jobs for key in job.overrides))
+    common = {}
+    for key in keys:
+        values = {job.overrides.get(key) for job in jobs}
+        if len(values) == 1 and None not in values:
+            common[key] = values.pop()
+    return [key for key in keys if key not in common], common
+
+
+def metric_columns(jobs: List[JobResult]) -> List[str]:
+    return [column for column in METRIC_COLUMNS if any(column in job.metrics for job in jobs)]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.5g}"
+    return str(value)
+
+
+def _rows(jobs: List[JobResult], override_keys: List[str], metrics: List[str]) -> Iterator[List[Any]]:
+    for job in jobs:
+        yield (
+            [job.name, job.status.value]
+            + [job.overrides.get(key) for key in override_keys]
+            + [job.metrics.get(column) for column in metrics]
+            + [job.detail]
+        )
+
+
+def format_csv(jobs: List[JobResult]) -> str:
+    """Every override key and metric as its own column, values unrounded."""
+    override_keys = list(dict.fromkeys(key for job in jobs for key in job.overrides))
+    metrics = metric_columns(jobs)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["job", "status", *override_keys, *metrics, "detail"])
+    writer.writerows(_rows(jobs, override_keys, metrics))
+    return buffer.getvalue()
+
+
+def _markdown_row(cells: List[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+def format_markdown(root: Path, jobs: List[JobResult]) -> str:
+    """A title, the counts, the overrides every job shares, then a table of what differs."""
+    varying, common = split_overrides(jobs)
+    metrics = metric_columns(jobs)
+    counts = ", ".join(
+        f"{sum(job.status is status for job in jobs)} {status.value}" for status in JobStatus
+    )
+    lines = [f"# Sweep summary: {root}", "", f"{len(jobs)} jobs: {counts}.", ""]
+    if common:
+        shared = " ".join(f"`{key}={value}`" for key, value in common.items())
+        lines += [f"Every job: {shared}", ""]
+    header = ["rank", "job", "status", *varying, *metrics, "detail"]
+    lines += [_markdown_row(header), _markdown_row(["---"] * len(header))]
+    for rank, row in enumerate(_rows(jobs, varying, metrics), start=1):
+        lines.append(_markdown_row([str(rank)] + [_cell(value) for value in row]))
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(root: Path, jobs: List[JobResult]) -> Tuple[Path, Path]:
+    """Write ``summary.csv`` and ``summary.md`` into ``root``; returns their paths."""
+    csv_path, md_path = Path(root) / SUMMARY_CSV, Path(root) / SUMMARY_MD
+    atomic_write_text(csv_path, format_csv(jobs))
+    atomic_write_text(md_path, format_markdown(root, jobs))
+    return csv_path, md_path

@@ -1,0 +1,1 @@
+"""Training: the loop (:mod:`.loop`), its checkpoints, optimizers, seeding and TensorBoard logging."""

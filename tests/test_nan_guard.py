@@ -1,0 +1,148 @@
+"""The NaN guard: a non-finite loss stops the run with one line naming the step, keeps the last
+good checkpoint (nothing non-finite is ever saved) and records the run as diverged.  The CLI task
+then exits with status 2 in a single run, and scores the job inf in a multirun."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+from tiny_gan import tiny_phantom_overrides
+
+import liver_gan.training.loop as loop
+from liver_gan.cli import CONFIG_DIR
+from liver_gan.cli.train import main as train_task
+from liver_gan.config import register_configs
+from liver_gan.training.checkpoint import load_checkpoint
+from liver_gan.training.loop import TrainingDiverged, train
+
+NAN_FROM_STEP = 8  # in epoch 2 (6 or fewer steps per epoch), after epoch 1's checkpoint
+
+
+def compose_run(data_dir: Path, *overrides: str) -> DictConfig:
+    """The composed config, Hydra's node included (the task function reads the run mode from it)."""
+    register_configs()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[
+                *tiny_phantom_overrides(data_dir),
+                "trainer.device=cpu",
+                "trainer.batch_size=4",
+                "trainer.epochs=3",
+                "trainer.max_steps=null",
+                "trainer.checkpoint_every=1",
+                "trainer.log_every=100",  # no log step: the epoch's end must catch it
+                "eval.enabled=false",
+                *overrides,
+            ],
+            return_hydra_config=True,
+        )
+
+
+def task_config(cfg: DictConfig) -> DictConfig:
+    return OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+
+
+def steps_per_epoch(run_dir: Path) -> int:
+    return load_checkpoint(run_dir / "checkpoints" / "epoch_0001.pt")["step"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture
+def nan_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """G's loss turns NaN from step NAN_FROM_STEP on (and, through G's weights, D's too)."""
+    real_loss = loop.generator_loss
+    calls = itertools.count(1)
+
+    def loss(*args: Any) -> torch.Tensor:
+        value = real_loss(*args)
+        return value * math.nan if next(calls) >= NAN_FROM_STEP else value
+
+    monkeypatch.setattr(loop, "generator_loss", loss)
+
+
+@pytest.fixture
+def hydra_run() -> Iterator[None]:
+    yield
+    HydraConfig.instance().cfg = None
+
+
+@pytest.mark.usefixtures("nan_loss")
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingDiverged) as diverged:
+        train(task_config(compose_run(data_dir)), tmp_path)
+    epoch = steps_per_epoch(tmp_path)
+    message = str(diverged.value)
+    assert "\n" not in message
+    assert f"training diverged by step {2 * epoch} (loss/D=nan, loss/G=nan" in message
+    assert f"kept the last good checkpoint {tmp_path / 'checkpoints' / 'last.pt'}" in message
+    assert "optimizer.lr" in message
+    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == ["epoch_0001.pt", "last.pt"]
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert last["step"] == epoch
+    assert all(tensor.isfinite().all() for tensor in last["generator"].values())
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert (metrics["status"], metrics["fid"], metrics["steps"]) == ("diverged", None, 2 * epoch)
+
+
+@pytest.mark.usefixtures("nan_loss")
+def test_a_log_step_catches_it_at_once(data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingDiverged, match=f"diverged by step {NAN_FROM_STEP} "):
+        train(task_config(compose_run(data_dir, "trainer.log_every=1")), tmp_path)
+
+
+def test_non_finite_weights_are_never_checkpointed(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even with finite losses, a checkpoint of infinite weights is refused."""
+    real_step = loop.train_step
+    calls = itertools.count(1)
+
+    def step(gan: loop.GAN, *args: Any) -> torch.Tensor:
+        values = real_step(gan, *args)
+        if next(calls) == NAN_FROM_STEP:
+            next(gan.generator.parameters()).data.fill_(math.inf)
+        return values
+
+    monkeypatch.setattr(loop, "train_step", step)
+    with pytest.raises(TrainingDiverged, match=f"by step {NAN_FROM_STEP} \\(non-finite weights\\)"):
+        train(task_config(compose_run(data_dir, f"trainer.max_steps={NAN_FROM_STEP}")), tmp_path)
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] < NAN_FROM_STEP
+    assert not (tmp_path / "samples" / f"step_{NAN_FROM_STEP:07d}.png").exists()
+
+
+@pytest.mark.usefixtures("nan_loss", "hydra_run")
+def test_the_cli_exits_2_with_one_line_in_a_single_run(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = compose_run(data_dir, "trainer.log_every=1")
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+    HydraConfig.instance().set_config(cfg)
+    with pytest.raises(SystemExit) as exit_info:
+        train_task(task_config(cfg))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith(f"liver-gan: error: training diverged by step {NAN_FROM_STEP} ")
+
+
+@pytest.mark.usefixtures("nan_loss", "hydra_run")
+def test_a_multirun_job_scores_inf(data_dir: Path, tmp_path: Path) -> None:
+    cfg = compose_run(data_dir, "trainer.log_every=1", "hydra.mode=MULTIRUN")
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+    HydraConfig.instance().set_config(cfg)
+    assert train_task(task_config(cfg)) == math.inf
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "diverged"

@@ -1,0 +1,228 @@
+"""CPU training runs of a few steps on a tiny phantom, end to end: TensorBoard events (read back
+with TensorBoard's own EventAccumulator), checkpoints, sample grids and metrics.json; one run
+through the CLI with the real FID; and the options that fail before any data is built."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, Tuple
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tiny_gan import tiny_phantom_overrides
+
+from liver_gan.cli import CONFIG_DIR
+from liver_gan.config import OptimizerImplementation, register_configs
+from liver_gan.data.labels import HEALTHY, TUMOR
+from liver_gan.errors import LiverGanError
+from liver_gan.metrics.inception import FIDWeightsUnavailable
+from liver_gan.training.checkpoint import CHECKPOINT_KEYS, load_checkpoint, load_generator
+from liver_gan.training.loop import draw_fixed_samples, train
+from liver_gan.training.optim import build_optimizers
+
+LOGGED = ("loss/D", "loss/G", "D(x)", "D(G(z))")
+BATCH_SIZE = 4
+TRAINER = [
+    "trainer.device=cpu",
+    f"trainer.batch_size={BATCH_SIZE}",
+    "trainer.epochs=2",
+    "trainer.max_steps=null",
+    "trainer.log_every=2",
+    "trainer.sample_every=1",
+    "trainer.checkpoint_every=1",
+    "trainer.num_fixed_samples=8",
+    "eval.enabled=false",
+]
+
+
+def tiny_run_overrides(data_dir: Path) -> list[str]:
+    """The tiny phantom (its files, caches and reference statistics in data_dir), a tiny trainer."""
+    return [*tiny_phantom_overrides(data_dir), f"eval.cache_dir={data_dir / 'reference'}", *TRAINER]
+
+
+def train_config(data_dir: Path, *overrides: str) -> DictConfig:
+    """The task config of a tiny run; a model=... override replaces the tiny MLP."""
+    run = tiny_run_overrides(data_dir)
+    if any(override.startswith("model=") for override in overrides):
+        run = [override for override in run if not override.startswith("model")]
+    register_configs()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("config", overrides=[*run, *overrides])
+
+
+def scalars(accumulator: EventAccumulator, tag: str) -> list[Tuple[int, float]]:
+    return [(event.step, event.value) for event in accumulator.Scalars(tag)]
+
+
+def steps_per_epoch(run_dir: Path, subset: str = "tumor") -> int:
+    """ceil(N / batch): the last batch of an epoch takes the remaining slices."""
+    counts = json.loads((run_dir / "dataset_summary.json").read_text())["counts"]["train"]
+    num_slices = sum(counts.values()) if subset == "all" else counts[subset]
+    return math.ceil(num_slices / BATCH_SIZE)
+
+
+def read_events(run_dir: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    return accumulator.Reload()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, Dict[str, Any]]:
+    run_dir = tmp_path_factory.mktemp("run")
+    return run_dir, train(train_config(data_dir), run_dir)
+
+
+def test_tensorboard_holds_the_named_scalars_and_images(finished_run: Tuple[Path, Dict[str, Any]]) -> None:
+    run_dir, _ = finished_run
+    epoch = steps_per_epoch(run_dir)
+    events = read_events(run_dir)
+    tags = events.Tags()
+    assert set(LOGGED) | {"lr/G", "lr/D", "speed/images_per_second"} <= set(tags["scalars"])
+    log_steps = list(range(2, 2 * epoch + 1, 2))  # trainer.log_every=2
+    for tag in LOGGED:
+        logged = scalars(events, tag)
+        assert [step for step, _ in logged] == log_steps
+        assert all(math.isfinite(value) for _, value in logged)
+    for tag in ("D(x)", "D(G(z))"):
+        assert all(0.0 < value < 1.0 for _, value in scalars(events, tag))
+    assert [value for _, value in scalars(events, "lr/G")] == pytest.approx([2e-4] * len(log_steps))
+    assert [event.step for event in events.Images("samples")] == [epoch, 2 * epoch]
+    assert [event.step for event in events.Images("real")] == [0]
+    assert "config/text_summary" in tags["tensors"]
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+    assert scalars(events, "hparams/steps") == [(0, 2.0 * epoch)]
+
+
+def test_checkpoints_hold_everything_to_continue(finished_run: Tuple[Path, Dict[str, Any]]) -> None:
+    run_dir, _ = finished_run
+    checkpoints = run_dir / "checkpoints"
+    assert sorted(path.name for path in checkpoints.glob("*.pt")) == ["epoch_0001.pt", "epoch_0002.pt", "last.pt"]
+    assert not list(checkpoints.glob("*.tmp"))
+    first, last = load_checkpoint(checkpoints / "epoch_0001.pt"), load_checkpoint(checkpoints / "last.pt")
+    assert set(CHECKPOINT_KEYS) <= set(last)
+    epoch = steps_per_epoch(run_dir)
+    assert (first["epoch"], first["step"], last["epoch"], last["step"]) == (1, epoch, 2, 2 * epoch)
+    assert {"python", "numpy", "torch", "cuda", "batch_order"} <= set(last["rng"])
+    assert last["fixed_noise"].shape == (8, 8) and last["fixed_labels"] is None
+    assert last["config"]["trainer"]["batch_size"] == 4 and last["config"]["dataset"]["subset"] == "tumor"
+    assert last["optimizer_g"]["state"] and last["optimizer_d"]["state"]
+    generator, cfg = load_generator(run_dir, torch.device("cpu"))
+    assert not generator.training and cfg.dataset.resolution == 32
+    assert torch.equal(generator.state_dict()["layers.0.weight"], last["generator"]["layers.0.weight"])
+
+
+def test_run_dir_holds_metrics_samples_and_dataset_summary(finished_run: Tuple[Path, Dict[str, Any]]) -> None:
+    run_dir, returned = finished_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics == returned
+    epoch = steps_per_epoch(run_dir)
+    assert (metrics["status"], metrics["fid"], metrics["steps"], metrics["epochs"]) == ("completed", None, 2 * epoch, 2)
+    assert metrics["train_seconds"] > 0 and metrics["images_per_second"] > 0
+    grids = sorted((run_dir / "samples").iterdir())
+    assert [path.name for path in grids] == ["epoch_0001.png", "epoch_0002.png"]
+    # 8 fixed samples of 32x32 in 3 columns and 3 rows, 2 pixels of padding
+    assert Image.open(grids[-1]).size == (3 * 34 + 2, 3 * 34 + 2)
+
+
+def test_conditional_dcgan_run_samples_both_classes(data_dir: Path, tmp_path: Path) -> None:
+    cfg = train_config(
+        data_dir,
+        "model=dcgan",
+        "model.conditional=true",
+        "model.generator_channels=4",
+        "model.discriminator_channels=4",
+        "dataset.subset=all",
+        "trainer.max_steps=3",
+    )
+    metrics = train(cfg, tmp_path)
+    assert steps_per_epoch(tmp_path, subset="all") > 3
+    assert (metrics["steps"], metrics["epochs"]) == (3, 0)
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    # 8 fixed samples in 3 columns: one full row pair, a healthy row above a tumor row
+    assert last["fixed_labels"].tolist() == [HEALTHY] * 3 + [TUMOR] * 3
+    assert [path.name for path in (tmp_path / "samples").iterdir()] == ["step_0000003.png"]
+    assert not (tmp_path / "checkpoints" / "epoch_0000.pt").exists()
+
+
+def test_conditional_fixed_noise_pairs_the_classes_column_by_column(data_dir: Path) -> None:
+    cfg = train_config(data_dir, "model.conditional=true", "dataset.subset=all", "trainer.num_fixed_samples=19")
+    fixed = draw_fixed_samples(cfg, 8, torch.device("cpu"))
+    assert fixed.columns == 5 and len(fixed.noise) == 10  # rounded down to one full row pair
+    assert fixed.labels.tolist() == [HEALTHY] * 5 + [TUMOR] * 5
+    assert torch.equal(fixed.noise[:5], fixed.noise[5:])
+
+
+@pytest.mark.parametrize("implementation", list(OptimizerImplementation))
+def test_every_optimizer_implementation_builds(data_dir: Path, implementation: OptimizerImplementation) -> None:
+    cfg = train_config(data_dir, f"optimizer.implementation={implementation.value}", "optimizer.d_lr=1e-3")
+    networks = (torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    optimizer_g, optimizer_d = build_optimizers(cfg.optimizer, *networks, torch.device("cpu"))
+    assert (optimizer_g.defaults["lr"], optimizer_d.defaults["lr"]) == (2e-4, 1e-3)
+    expected = {"auto": (True, None), "fused": (True, None), "foreach": (None, True), "for_loop": (None, False)}
+    assert (optimizer_g.defaults["fused"], optimizer_g.defaults["foreach"]) == expected[implementation.value]
+
+
+def test_amp_on_cpu_fails_before_any_dataset_build(tmp_path: Path) -> None:
+    cfg = train_config(tmp_path / "data", "trainer.amp=true")
+    with pytest.raises(LiverGanError, match="trainer.amp=true needs a CUDA device"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "data").exists()
+
+
+def test_missing_fid_weights_still_save_the_run(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unavailable(weights: str | None, device: torch.device) -> None:
+        raise FIDWeightsUnavailable("put the weights file in place")
+
+    monkeypatch.setattr("liver_gan.metrics.evaluate.load_feature_extractor", unavailable)
+    with pytest.raises(FIDWeightsUnavailable, match="put the weights file in place"):
+        train(train_config(data_dir, "eval.enabled=true", "trainer.max_steps=2"), tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert (metrics["status"], metrics["fid"], metrics["steps"]) == ("fid_unavailable", None, 2)
+    assert (tmp_path / "checkpoints" / "last.pt").is_file()
+
+
+@pytest.mark.slow
+def test_cli_run_with_real_fid(fid_weights: Path, data_dir: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "liver_gan.cli.train",
+            *tiny_run_overrides(data_dir),
+            "trainer.max_steps=3",
+            "eval.enabled=true",
+            "eval.fid.num_samples=16",
+            "eval.fid.max_real=16",
+            "eval.kid.num_subsets=2",
+            "eval.kid.subset_size=8",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and math.isfinite(metrics["fid"]) and metrics["fid"] > 0
+    assert (metrics["num_real"], metrics["num_fake"]) == (16, 16)
+    assert f"tensorboard --logdir {run_dir / 'tb'}" in result.stdout
+    assert f"run dir: {run_dir}" in (run_dir / "train.log").read_text()
+    hparams = read_events(run_dir)
+    assert scalars(hparams, "hparams/fid") == [(0, pytest.approx(metrics["fid"]))]
