@@ -104,6 +104,7 @@ def _interpolate_penalty(
 ) -> Tensor:
     """E(||grad D(x_hat)|| - 1)^2 on x_hat = eps * real + (1 - eps) * fake, eps ~ U(0, 1) per image."""
     eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
-    interpolates = torch.lerp(fake.detach(), real.detach(), eps).requires_grad_(True)
+    # Under bf16 autocast the fake batch is bf16 and the real one fp32.
+    interpolates = torch.lerp(fake.detach().to(real.dtype), real.detach(), eps).requires_grad_(True)
     gradients = _input_gradients(discriminator(interpolates, labels), interpolates)
     return (gradients.norm(dim=1) - 1).square().mean()

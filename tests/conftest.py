@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Callable, Iterator, List
 
@@ -25,6 +25,19 @@ def _find_fid_weights() -> Path | None:
         candidates.append(Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / FID_WEIGHTS_NAME)
     candidates.append(REPO_ROOT.parent / "shared" / "fid" / FID_WEIGHTS_NAME)
     return next((path for path in candidates if path.is_file()), None)
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logging() -> Iterator[None]:
+    """Drop the log handlers an in-process Hydra app added, so that no later test writes to a
+    stream that pytest's capture has already closed."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [handler for handler in root.handlers if handler not in handlers]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -54,7 +54,8 @@ def test_second_evaluation_hits_the_cache_without_an_inception_pass_over_the_rea
     dataset, generator, cfg = two_class_dataset(), tiny_generator(conditional=True), eval_config(tmp_path, 8, 24)
     with caplog.at_level(logging.INFO, logger="liver_gan.metrics.reference"):
         first = evaluate_generator(generator, dataset, cfg, tmp_path, "cpu", seed=0)
-        assert extractor.passes == [24, 8]  # the reals, then the fakes
+        # The FID reals, the fakes, then the validation reals of the memorisation baseline.
+        assert extractor.passes == [24, 8, len(dataset.val)]
         assert "cache miss" in caplog.text
         extractor.passes.clear()
         second = evaluate_generator(generator, dataset, cfg, tmp_path, "cpu", seed=0)

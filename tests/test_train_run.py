@@ -5,6 +5,7 @@ through the CLI with the real FID; and the options that fail before any data is 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from liver_gan.cli import CONFIG_DIR
 from liver_gan.config import OptimizerImplementation, register_configs
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.errors import LiverGanError
-from liver_gan.metrics.inception import FIDWeightsUnavailable
+from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
 from liver_gan.training.checkpoint import CHECKPOINT_KEYS, load_checkpoint, load_generator
 from liver_gan.training.loop import draw_fixed_samples, train
 from liver_gan.training.optim import build_optimizers
@@ -180,6 +181,22 @@ def test_amp_on_cpu_fails_before_any_dataset_build(tmp_path: Path) -> None:
     with pytest.raises(LiverGanError, match="trainer.amp=true needs a CUDA device"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "data").exists()
+
+
+def test_a_missing_eval_fid_weights_file_fails_before_any_dataset_build(tmp_path: Path) -> None:
+    cfg = train_config(tmp_path / "data", "eval.enabled=true", f"eval.fid.weights={tmp_path / 'nowhere.pth'}")
+    with pytest.raises(LiverGanError, match="eval.fid.weights=.*nowhere.pth: no such file"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "data").exists()
+
+
+def test_weights_that_must_be_downloaded_are_announced_at_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    with caplog.at_level(logging.WARNING, logger="liver_gan.metrics.inception"):
+        check_weights_available(None)
+    assert f"is not at {tmp_path / 'empty_torch_home'}" in caplog.text
 
 
 def test_missing_fid_weights_still_save_the_run(

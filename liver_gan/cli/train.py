@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from liver_gan.cli import CONFIG_DIR, report_user_errors
 from liver_gan.config import register_configs
+from liver_gan.errors import LiverGanError
 from liver_gan.metrics.inception import FIDWeightsUnavailable
 from liver_gan.training.loop import TrainingDiverged, train
 
@@ -36,13 +37,20 @@ register_configs()
 def main(cfg: DictConfig) -> float:
     """Train the composed run in Hydra's run dir; return its FID (inf without one)."""
     hydra_config = HydraConfig.get()
+    multirun = hydra_config.mode == RunMode.MULTIRUN
     try:
         metrics = train(cfg, Path(hydra_config.runtime.output_dir))
     except (TrainingDiverged, FIDWeightsUnavailable) as error:
-        if hydra_config.mode != RunMode.MULTIRUN:
+        if not multirun:
             raise
         log.error("%s (this job scores inf)", error)
         return math.inf
+    except Exception as error:
+        if multirun:
+            # Hydra keeps a job's exception without logging it; this line is what lets
+            # liver-gan-summary list the job as failed rather than unfinished.
+            log.error("the job failed: %s", error, exc_info=not isinstance(error, LiverGanError))
+        raise
     # A run without evaluation (eval.enabled=false) has no FID to minimise.
     return math.inf if metrics["fid"] is None else float(metrics["fid"])
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import pickle
 from pathlib import Path
@@ -24,6 +25,8 @@ from tqdm import tqdm
 
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.image_folder import to_uint8
+
+log = logging.getLogger(__name__)
 
 FID_WEIGHTS_NAME = os.path.basename(FID_WEIGHTS_URL)
 POOL3_BLOCK = InceptionV3.BLOCK_INDEX_BY_DIM[2048]
@@ -89,6 +92,20 @@ def load_feature_extractor(weights: str | None, device: torch.device | str) -> F
     path = _configured_weights(weights) if weights else hub_weights_path()
     model = _inception_from_file(path) if path.is_file() else _downloaded_inception()
     return FeatureExtractor(model, path.name, weights_sha256(path), torch.device(device))
+
+
+def check_weights_available(weights: str | None) -> None:
+    """Before a long run: a missing ``eval.fid.weights`` file fails now, and weights that pytorch-fid
+    will have to download at the end of the run get a warning saying where to put them offline."""
+    if weights:
+        _configured_weights(weights)
+    elif not hub_weights_path().is_file():
+        log.warning(
+            "%s is not at %s: pytorch-fid will download it when the run evaluates; offline, put it there "
+            "or pass eval.fid.weights=PATH",
+            FID_WEIGHTS_NAME,
+            hub_weights_path(),
+        )
 
 
 def _configured_weights(weights: str) -> Path:

@@ -44,7 +44,7 @@ from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
 from liver_gan.losses import discriminator_loss, generator_loss
 from liver_gan.metrics.evaluate import evaluate_generator
-from liver_gan.metrics.inception import FIDWeightsUnavailable
+from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
 from liver_gan.training.checkpoint import (
     build_gan,
     checkpoint_dir,
@@ -170,6 +170,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     device = resolve_device(cfg.trainer.device)
     check_trainer_options(cfg, device)
+    if cfg.eval.enabled:
+        check_weights_available(cfg.eval.fid.weights)
     resume_from = resume_checkpoint(str(cfg.trainer.resume), run_dir)
     seed_everything(cfg.seed, cfg.trainer.deterministic)
 
