@@ -35,10 +35,10 @@ from liver_gan.errors import LiverGanError
 
 logger = logging.getLogger(__name__)
 
-# A spawned worker spends seconds importing torch before its first volume (about 5 s on a
-# 2-core machine, while a serial build reads about 20 MB of .nii.gz per second): below this
-# much input, a serial build is done before parallel workers would have started.
-PARALLEL_MIN_INPUT_BYTES = 128 * 2**20
+# A spawned worker spends seconds importing torch before its first volume (2-5 s on a 2-core
+# machine), while a serial build gets through 512x512 int16 .nii.gz at about 100 MB/s
+# (BENCHMARKS.md): below this much input a serial build is done before workers would pay off.
+PARALLEL_MIN_INPUT_BYTES = 2**30
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,99 @@
+"""The benchmark scripts' smallest pieces, run for structure (never speed), so they cannot rot unseen.
+
+The benchmarks call liver-gan's public APIs (train_step, build_optimizers, prepare_dataset, the
+reference cache); a change there breaks these tests instead of the next benchmark run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+BENCHMARKS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def bench(monkeypatch: pytest.MonkeyPatch):
+    """Import a benchmark module the way ``python benchmarks/run.py`` does (benchmarks/ on sys.path)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS_DIR))
+
+    def load(name: str) -> ModuleType:
+        return importlib.import_module(name)
+
+    return load
+
+
+def test_matmul_limit_counts_table2_gemms(bench) -> None:
+    gemm_limit = bench("gemm_limit")
+    thesis_pipeline = bench("thesis_pipeline")
+    generator, discriminator = thesis_pipeline.thesis_models()
+    gemms = gemm_limit.gan_step_gemms(generator, discriminator, batch=64)
+    # G: 4 forward, 4 weight-gradient, 3 input-gradient (none for z); D: 3 forward on each of real,
+    # fake and fake again, 3 weight- and 2 input-gradient on each of real and fake, 3 input-gradient
+    # in G's step (no weight gradients: D is not being updated there).
+    assert len(gemms) == 4 + 4 + 3 + 9 + 6 + 4 + 3
+    g_macs = 100 * 256 + 256 * 512 + 512 * 1024 + 1024 * 4096
+    d_macs = 4096 * 512 + 512 * 256 + 256 * 1
+    g_step = 3 * g_macs - 100 * 256
+    d_step = 2 * (3 * d_macs - 4096 * 512) + 2 * d_macs
+    assert sum(gemm.flops for gemm in gemms) == 2 * 64 * (g_step + d_step)
+    gemm_limit.gemm_runner(gemms[:3])()
+
+
+def test_loops_take_steps(bench, compose_config, tmp_path: Path) -> None:
+    training = bench("training")
+    thesis_pipeline = bench("thesis_pipeline")
+    images = torch.rand(130, 1, 64, 64) * 2 - 1
+    training.in_memory_thesis_loop(images)(2)
+    cfg = compose_config(["experiment=thesis", "trainer.device=cpu", f"dataset.cache_dir={tmp_path}"])
+    training.liver_gan_loop(cfg, images)(2)
+    d_loss, g_loss = thesis_pipeline.thesis_training()(images[:4])
+    assert np.isfinite([d_loss, g_loss]).all()
+
+
+def test_thesis_loader_gives_normalised_64px_batches(bench, tmp_path: Path) -> None:
+    thesis_pipeline = bench("thesis_pipeline")
+    (tmp_path / "tumor").mkdir()
+    for index in range(3):
+        pixels = np.random.default_rng(index).integers(0, 256, (512, 512), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "tumor" / f"{index}.png")
+    batch = next(thesis_pipeline.epoch_batches(thesis_pipeline.thesis_loader(tmp_path, num_workers=0), steps=1))
+    assert batch.shape == (3, 1, 64, 64)
+    assert -1 <= batch.min() < batch.max() <= 1
+
+
+def test_ct_like_volumes_read_by_nibabel(bench, tmp_path: Path) -> None:
+    dataset_build = bench("dataset_build")
+    directory = dataset_build.write_ct_like_volumes(tmp_path, [12])
+    [(volume, segmentation)] = dataset_build.volume_pairs(directory)
+    assert nib.load(volume).get_data_dtype() == np.int16
+    assert set(np.unique(np.asanyarray(nib.load(segmentation).dataobj))) == {0, 1, 2}
+    assert dataset_build.load_with_nibabel([(volume, segmentation)]) == 2 * 512 * 512 * 12
+
+
+def test_feature_agreement_flags_batch_size_dependence(bench) -> None:
+    fid = bench("fid")
+    features = np.zeros((4, 2048), dtype=np.float32)
+    assert "exact" in fid.feature_agreement({50: features, 100: features.copy()})[-1]
+    assert "NOT exact" in fid.feature_agreement({50: features, 100: features + 1})[-1]
+
+
+def test_report_renders_figures_checks_and_unmeasured_rows(bench) -> None:
+    measure = bench("measure")
+    report = bench("report")
+    section = measure.Section("Speed")
+    fast = section.add(measure.Figure("ours", "steps/s", (20.0, 30.0, 25.0), limit="GEMMs"))
+    slow = section.add(measure.Figure("thesis", "steps/s", (5.0, 6.0, 7.0)))
+    section.ratio("ours / thesis", fast, slow, at_least=4.0)
+    section.unmeasured.append(("on a GPU", measure.GPU_NOT_MEASURED))
+    text = report.results_markdown([section], [("CPU", "test")], "python benchmarks/run.py", repeats=3)
+    assert "| ours | steps/s | 20.0 | 25.0 | 30.0 | GEMMs |" in text
+    assert "| ours / thesis | 4.17 | >= 4 | met |" in text
+    assert measure.GPU_NOT_MEASURED in text
