@@ -9,12 +9,11 @@ import pytest
 from nifti_factory import LIVER_SLICES, TUMOR_SLICES, reorient, synthetic_anatomy, write_case
 
 from liver_gan.config import Crop
-from liver_gan.data.nifti import read_scan
+from liver_gan.data.nifti import CTScan, read_scan
 from liver_gan.data.slicing import (
     OUTSIDE,
     SliceOptions,
     crop_square,
-    hu_to_unit,
     liver_slices,
     liver_square,
     pad_to_square,
@@ -47,10 +46,16 @@ def test_liver_slices_and_tumor_flags_come_from_the_full_resolution_mask() -> No
     np.testing.assert_array_equal(tumor, [False, True, True])
 
 
-def test_hu_window_maps_to_minus_one_one() -> None:
-    hu = np.array([-1000.0, -150.0, 50.0, 250.0, 3000.0], dtype=np.float32)
+def test_hu_window_maps_to_minus_one_one_through_the_file_scaling() -> None:
+    hu = np.array([-1000.0, -150.0, 50.0, 250.0, 3000.0])
+    stored = ((hu + 1024.0) / 0.5).astype(np.int16).reshape(5, 1, 1)  # scl_slope 0.5, scl_inter -1024
+    scan = CTScan(stored=stored, slope=0.5, inter=-1024.0, labels=np.ones((5, 1, 1), dtype=np.int8))
 
-    np.testing.assert_allclose(hu_to_unit(hu, level=50.0, width=400.0), [-1.0, -1.0, 0.0, 1.0, 1.0])
+    windowed = scan.windowed_slices(np.array([0]), level=50.0, width=400.0)
+
+    # Radiological display reverses the x axis (the patient's right on the left).
+    np.testing.assert_allclose(windowed[0, 0, ::-1], [-1.0, -1.0, 0.0, 1.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(scan.hu_slices(np.array([0]))[0, 0, ::-1], hu)
 
 
 def test_pad_to_square_centres_with_outside_value() -> None:

@@ -45,9 +45,23 @@ class ScanSlices:
     num_slices: int  # axial slices in the whole volume
 
 
+# Slices windowed and resized together: full-resolution float32 memory stays at a few tens of
+# MB per volume instead of the whole liver range (hundreds of MB to fault in and throw away).
+SLICES_PER_CHUNK = 32
+
+
 def slice_scan(scan: CTScan, options: SliceOptions) -> ScanSlices:
     indices, tumor = liver_slices(scan.labels)
-    images = hu_to_unit(scan.hu_slices(indices), options.window_level, options.window_width)
+    chunks = [
+        _window_and_resize(scan, indices[start : start + SLICES_PER_CHUNK], options)
+        for start in range(0, len(indices), SLICES_PER_CHUNK)
+    ]
+    resized = np.concatenate(chunks) if chunks else np.empty((0, options.resolution, options.resolution), np.float16)
+    return ScanSlices(resized, tumor, indices.astype(np.int32), scan.num_slices)
+
+
+def _window_and_resize(scan: CTScan, indices: np.ndarray, options: SliceOptions) -> np.ndarray:
+    images = scan.windowed_slices(indices, options.window_level, options.window_width)
     if options.crop is Crop.liver:
         livers = scan.label_slices(indices) >= LIVER_LABEL
         min_side = math.ceil(options.crop_min_fraction * min(images.shape[1:]))
@@ -55,7 +69,7 @@ def slice_scan(scan: CTScan, options: SliceOptions) -> ScanSlices:
         resized = crop_and_resize(images, squares, options.resolution)
     else:
         resized = resize(pad_to_square(images), options.resolution)
-    return ScanSlices(resized.astype(np.float16), tumor, indices.astype(np.int32), scan.num_slices)
+    return resized.astype(np.float16)
 
 
 def liver_slices(labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -63,13 +77,6 @@ def liver_slices(labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     highest = labels.max(axis=(0, 1))
     indices = np.flatnonzero(highest >= LIVER_LABEL)
     return indices, highest[indices] >= TUMOR_LABEL
-
-
-def hu_to_unit(hu: np.ndarray, level: float, width: float) -> np.ndarray:
-    """Clip to the window [level - width/2, level + width/2] and map it to [-1, 1], in place."""
-    hu -= np.float32(level)
-    hu *= np.float32(2.0 / width)
-    return np.clip(hu, -1.0, 1.0, out=hu)
 
 
 def pad_to_square(images: np.ndarray) -> np.ndarray:
