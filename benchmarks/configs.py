@@ -25,10 +25,10 @@ def compose_config(overrides: Sequence[str], config_name: str = "config") -> Dic
         return compose(config_name=config_name, overrides=list(overrides))
 
 
-def workdir_overrides(workdir: Path) -> list[str]:
-    """Keep the phantom, the slice cache and the reference statistics inside the benchmark's work dir."""
+def workdir_overrides(workdir: Path, phantom: str = "phantom") -> list[str]:
+    """Keep the phantom ``workdir/phantom``, the slice cache and the reference statistics inside the work dir."""
     return [
-        f"dataset.root={workdir / 'phantom'}",
+        f"dataset.root={workdir / phantom}",
         f"dataset.cache_dir={workdir / 'cache'}",
         f"eval.cache_dir={workdir / 'cache' / 'reference_stats'}",
     ]

@@ -80,13 +80,16 @@ def write_ct_like_volumes(workdir: Path, slice_counts: Sequence[int]) -> Path:
     directory = workdir / ("ct-like-" + "-".join(str(count) for count in slice_counts))
     if directory.is_dir():  # written atomically: present means complete
         return directory
-    announce(f"writing CT-like volumes of {', '.join(map(str, slice_counts))} slices")
-    affine = np.diag([*VOXEL_MM, 1.0])
-    with build_lock(directory), atomic_directory(directory) as building:
-        for index, count in enumerate(slice_counts):
-            hu, labels = ct_like_scan(count, seed=index)
-            nib.save(nib.Nifti1Image(hu, affine), building / f"volume-{index}.nii.gz")
-            nib.save(nib.Nifti1Image(labels, affine), building / f"segmentation-{index}.nii.gz")
+    with build_lock(directory):
+        if directory.is_dir():
+            return directory
+        announce(f"writing CT-like volumes of {', '.join(map(str, slice_counts))} slices")
+        affine = np.diag([*VOXEL_MM, 1.0])
+        with atomic_directory(directory) as building:
+            for index, count in enumerate(slice_counts):
+                hu, labels = ct_like_scan(count, seed=index)
+                nib.save(nib.Nifti1Image(hu, affine), building / f"volume-{index}.nii.gz")
+                nib.save(nib.Nifti1Image(labels, affine), building / f"segmentation-{index}.nii.gz")
     return directory
 
 
@@ -160,7 +163,6 @@ def benchmark_build(section: Section, volumes_dir: Path, scratch: Path, repeats:
             "s",
             nibabel_seconds,
             limit="gzip inflate of the .nii.gz files, one core",
-            higher_is_better=False,
         )
     )
     build = section.add(
@@ -168,8 +170,10 @@ def benchmark_build(section: Section, volumes_dir: Path, scratch: Path, repeats:
             "liver-gan cold cache build (dataset.num_workers=2)",
             "s",
             build_seconds,
-            limit="the same inflate plus reorient, window and resize; serial below 1 GiB of input (PARALLEL_MIN_INPUT_BYTES), where spawning workers costs more than it saves",
-            higher_is_better=False,
+            limit=(
+                "the same inflate plus reorient, window and resize; serial below 1 GiB of input "
+                "(PARALLEL_MIN_INPUT_BYTES), where spawning workers costs more than it saves"
+            ),
         )
     )
     section.ratio("cold build / nibabel alone", build, floor, at_most=1.25)
@@ -188,7 +192,6 @@ def benchmark_warm_start(section: Section, volumes_dir: Path, scratch: Path, qui
             "s",
             repeat_seconds(lambda: prepare_dataset(cfg, seed=0), repeats),
             limit="reading the cached arrays and splitting by patient",
-            higher_is_better=False,
         )
     )
     section.check("warm dataset start (s)", warm.median, at_most=1.0)
@@ -239,7 +242,6 @@ def benchmark_reference_statistics(
             "s",
             repeat_seconds(cold, repeats, warmup=0),
             limit="Inception forward passes (see the FID section); grows linearly with eval.fid.max_real",
-            higher_is_better=False,
         )
     )
     warm_figure = section.add(
@@ -248,7 +250,6 @@ def benchmark_reference_statistics(
             "s",
             repeat_seconds(lambda: real_reference(warm_dir, compute=False), repeats),
             limit="selecting and hashing the reals, reading mu, sigma (2048x2048 float64) and the features",
-            higher_is_better=False,
         )
     )
     section.ratio("reference statistics cold / warm", cold_figure, warm_figure)
@@ -263,9 +264,7 @@ def benchmark_dataset(workdir: Path, quick: bool, repeats: int) -> Section:
     section = Section("Dataset build and warm start (512x512 int16 .nii.gz, 100-400 slices)")
     slice_counts = QUICK_SLICE_COUNTS if quick else SLICE_COUNTS
     volumes_dir = write_ct_like_volumes(workdir, slice_counts)
-    scratch = workdir / "scratch"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
+    scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=workdir))  # this run's own: runs may overlap
     try:
         benchmark_build(section, volumes_dir, scratch, repeats)
         benchmark_warm_start(section, volumes_dir, scratch, quick, repeats)

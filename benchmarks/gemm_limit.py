@@ -4,8 +4,9 @@ For every ``nn.Linear`` (in -> out) at batch B a step needs some of three GEMMs:
 forward ``X[B,in] @ W^T``, input gradient ``dY[B,out] @ W`` and weight gradient ``dY^T @ X``.
 One GAN step (BCE, fake reused for the G step) needs:
 
-- D step: G forward; D forward on the real and on the fake batch; D backward of both, with
-  weight gradients everywhere and input gradients everywhere but the first layer;
+- D step: G forward; D forward on the real and the fake batch joined into one batch of 2B, as
+  liver-gan's losses.py runs a D without BatchNorm; D backward of it, with weight gradients
+  everywhere and input gradients everywhere but the first layer;
 - G step: D forward on the fake batch; D backward with input gradients only (D is not being
   updated); G backward with weight gradients everywhere and input gradients but the first layer.
 
@@ -62,8 +63,8 @@ def gan_step_gemms(generator: nn.Module, discriminator: nn.Module, batch: int) -
     d_layers = linear_shapes(discriminator)
     d_step = (
         forward_gemms(g_layers, batch)
-        + 2 * forward_gemms(d_layers, batch)
-        + 2 * backward_gemms(d_layers, batch, weight_grads=True, first_input_grad=False)
+        + forward_gemms(d_layers, 2 * batch)
+        + backward_gemms(d_layers, 2 * batch, weight_grads=True, first_input_grad=False)
     )
     g_step = (
         forward_gemms(d_layers, batch)

@@ -22,17 +22,12 @@ GPU_NOT_MEASURED = "not measured: no GPU in this session"
 
 @dataclass(frozen=True)
 class Figure:
-    """One measured quantity, one value per repeat.
-
-    ``higher_is_better`` decides which end of the range is the best case: rates (steps/s) are
-    better high, durations (s, ms/step) better low.
-    """
+    """One measured quantity, one value per repeat, and what bounds it."""
 
     name: str
     unit: str
     values: tuple[float, ...]
     limit: str = ""
-    higher_is_better: bool = True
 
     @property
     def median(self) -> float:
@@ -75,6 +70,8 @@ class Check:
 
 @dataclass
 class Section:
+    """One table of results: its figures, the checks against the goals, and notes."""
+
     title: str
     figures: list[Figure] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
@@ -88,9 +85,6 @@ class Section:
         if cells:
             self.extra_cells[figure.name] = cells
         return figure
-
-    def figure(self, name: str) -> Figure:
-        return next(fig for fig in self.figures if fig.name == name)
 
     def ratio(self, label: str, numerator: Figure, denominator: Figure, **goal: float) -> Check:
         """``numerator / denominator`` of the medians; ``at_least=``/``at_most=`` give the goal."""

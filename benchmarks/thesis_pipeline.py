@@ -33,6 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
+from liver_gan.atomic import atomic_directory, build_lock
 from liver_gan.config import MLPConfig
 from liver_gan.models.mlp import build_mlp_gan
 
@@ -78,38 +79,32 @@ def export_command(workdir: Path) -> list[str]:
 
 
 def export_thesis_pngs(workdir: Path) -> Path:
-    """Run :func:`export_command` once per work dir; return its ImageFolder directory.
-
-    The export writes that directory atomically, so its presence means a complete export.
-    """
-    imagefolder = workdir / "thesis_export" / "imagefolder"
-    if imagefolder.is_dir():
-        return imagefolder
+    """Run :func:`export_command`; return its ImageFolder directory."""
     command = export_command(workdir)
     announce("exporting the thesis's PNGs: " + shlex.join(command))
     subprocess.run([console_script(command[0]), *command[1:]], check=True, stdout=subprocess.DEVNULL)
-    return imagefolder
+    return workdir / "thesis_export" / "imagefolder"
 
 
-def thesis_imagefolder(workdir: Path, num_images: int = THESIS_SLICES) -> Path:
-    """An ImageFolder root ``<workdir>/thesis_imagefolder/tumor/`` holding ``num_images`` PNGs.
+def thesis_imagefolder(workdir: Path) -> Path:
+    """An ImageFolder root ``<workdir>/thesis_imagefolder/tumor/`` of the thesis's 6,410 PNGs.
 
-    Hard links to the exported PNGs, cycled, so the epoch length matches the thesis's.
+    Hard links to the exported PNGs, cycled, so the epoch length matches the thesis's.  Made
+    once per work dir, under a lock and atomically, so concurrent benchmark runs share it.
     """
-    pngs = sorted(export_thesis_pngs(workdir).glob("*/tumor/*.png"))
-    if not pngs:
-        raise RuntimeError(
-            f"liver-gan-prepare export=imagefolder wrote no tumor PNGs under {workdir / 'thesis_export'}"
-        )
     root = workdir / "thesis_imagefolder"
-    class_dir = root / "tumor"
-    if class_dir.is_dir() and len(os.listdir(class_dir)) == num_images:
+    if root.is_dir():
         return root
-    class_dir.mkdir(parents=True, exist_ok=True)
-    for stale in class_dir.iterdir():
-        stale.unlink()
-    for index in range(num_images):
-        os.link(pngs[index % len(pngs)], class_dir / f"{index:05d}.png")
+    with build_lock(root):
+        if root.is_dir():
+            return root
+        pngs = sorted(export_thesis_pngs(workdir).glob("*/tumor/*.png"))
+        if not pngs:
+            raise RuntimeError(f"{shlex.join(export_command(workdir))} wrote no tumor PNGs")
+        with atomic_directory(root) as building:
+            (building / "tumor").mkdir()
+            for index in range(THESIS_SLICES):
+                os.link(pngs[index % len(pngs)], building / "tumor" / f"{index:05d}.png")
     return root
 
 
@@ -192,19 +187,23 @@ def epoch_batches(loader: DataLoader, steps: int) -> Iterator[torch.Tensor]:
         yield images
 
 
-def time_thesis_pipeline(root: Path, num_workers: int, steps: int, repeats: int) -> tuple[float, ...]:
-    """Seconds per step of the whole pipeline, one epoch (or its first ``steps`` steps) per repeat."""
+def thesis_pipeline_rate(root: Path, num_workers: int, steps: int) -> Callable[[], float]:
+    """A measurement of the whole pipeline's steps/s over one epoch (or its first ``steps`` steps).
+
+    Builds the loader and models and warms them up (5 steps) now; each call times one pass.
+    """
     torch.manual_seed(0)
     loader = thesis_loader(root, num_workers)
     step = thesis_training()
     for images in epoch_batches(loader, min(steps, 5)):
         step(images)
-    seconds_per_step = []
-    for _ in range(repeats):
+
+    def measure() -> float:
         start = time.perf_counter()
         done = 0
         for images in epoch_batches(loader, steps):
             step(images)
             done += 1
-        seconds_per_step.append((time.perf_counter() - start) / done)
-    return tuple(seconds_per_step)
+        return done / (time.perf_counter() - start)
+
+    return measure

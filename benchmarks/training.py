@@ -7,9 +7,15 @@ Rows of the main table, all the Table-2 MLP at batch 64 on the CPU:
 - liver-gan's training loop: ``fit``'s inner loop as loop.py runs it (``BatchOrder`` batches by index,
   ``train_step``, the scalars summed on the device and read every ``trainer.log_every`` steps), on a
   training set of the thesis's size;
-- liver-gan's ``train()`` end to end on the default phantom (``experiment=thesis``, eval off,
-  ``trainer.max_steps``), logging, sample grids and checkpoints included;
+- liver-gan's ``train()`` end to end (``experiment=thesis``, eval off, ``trainer.max_steps``), its
+  logging and epoch-end work included;
 - the matmul-only limit (gemm_limit.py).
+
+Every row takes turns with the others, repeat by repeat (``take_turns``), so host drift cannot
+bias their ratios.
+
+All of them run on a thesis-sized phantom: about the thesis's 6,410 training tumor slices, so
+epochs have the thesis's ~101 steps and its checkpoint and grid cadence.
 
 Every steps/s figure is projected onto the full thesis run, 1000 epochs of ceil(6410 / 64) steps.
 Further tables: the optimizer step per implementation, bf16 autocast, and DCGAN images/s.
@@ -23,7 +29,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -46,20 +51,23 @@ from thesis_pipeline import (
     thesis_imagefolder,
     thesis_models,
     thesis_training,
-    time_thesis_pipeline,
+    thesis_pipeline_rate,
 )
 
 CPU = torch.device("cpu")
 STEPS_PER_S = "steps/s"
 PROJECTION_COLUMN = "full thesis run, 101,000 steps: median (fastest - slowest)"
 THESIS_TARGET_STEPS_PER_S = 25.0
+# 640 phantom volumes at 64x64 in-plane give ~6,400 training tumor slices (5,998 for 600 here),
+# written once per work dir in about a minute.
+THESIS_SIZED_PHANTOM = ("dataset.phantom.num_volumes=640", "dataset.phantom.in_plane=64")
 
 # Steps per timed repeat: (default run, --quick).
 STEPS = {
     "thesis_pipeline": (THESIS_STEPS_PER_EPOCH, 12),
     "in_memory": (200, 30),
     "liver_gan": (400, 50),
-    "end_to_end": (400, 50),
+    "end_to_end": (1000, 50),  # long enough that its first steps' warm-up weighs little
     "limit": (200, 30),
     "optimizer": (50, 10),
     "dcgan64": (10, 3),
@@ -72,14 +80,21 @@ def steps_for(name: str, quick: bool) -> int:
 
 
 def thesis_config(workdir: Path, *overrides: str) -> DictConfig:
-    """``liver-gan-train experiment=thesis`` on the CPU, with evaluation off."""
+    """``liver-gan-train experiment=thesis`` on the CPU on the thesis-sized phantom, with evaluation off."""
     return compose_config(
-        ["experiment=thesis", "trainer.device=cpu", "eval.enabled=false", *workdir_overrides(workdir), *overrides]
+        [
+            "experiment=thesis",
+            "trainer.device=cpu",
+            "eval.enabled=false",
+            *workdir_overrides(workdir, phantom="phantom_thesis_sized"),
+            *THESIS_SIZED_PHANTOM,
+            *overrides,
+        ]
     )
 
 
 def thesis_sized(images: torch.Tensor) -> torch.Tensor:
-    """The phantom's tumor slices repeated to the thesis's 6,410, so an epoch has its 101 steps."""
+    """Exactly the thesis's 6,410 slices (the phantom's tumor slices, cycled if short): 101 steps an epoch."""
     repeats = -(-THESIS_SLICES // len(images))
     return images.repeat(repeats, 1, 1, 1)[:THESIS_SLICES].contiguous()
 
@@ -140,10 +155,29 @@ def time_loop(run: Callable[[int], None], steps: int, repeats: int) -> tuple[flo
     return rates(steps, repeat_seconds(lambda: run(steps), repeats, warmup=0))
 
 
-def measure_rate(section: Section, name: str, limit: str, measure: Callable[[], tuple[float, ...]]) -> Figure:
-    """Announce, measure and add a steps/s figure."""
-    announce(name)
-    return add_rate(section, name, limit, measure())
+def timed_rate(run: Callable[[int], None], steps: int) -> Callable[[], float]:
+    """A measurement of ``run``'s steps/s over ``steps`` steps; warms ``run`` up (10 steps) now."""
+    run(min(steps, 10))
+
+    def measure() -> float:
+        start = time.perf_counter()
+        run(steps)
+        return steps / (time.perf_counter() - start)
+
+    return measure
+
+
+def take_turns(measurements: dict[str, Callable[[], float]], repeats: int) -> dict[str, tuple[float, ...]]:
+    """Every measurement ``repeats`` times, taking turns: one of each per round.
+
+    This host's speed drifts by 10-20 % within minutes (other tenants); taking turns exposes every
+    measurement to the same drift, so the ratios between them hold while the absolute figures wander.
+    """
+    values: dict[str, list[float]] = {name: [] for name in measurements}
+    for _ in range(repeats):
+        for name, measure in measurements.items():
+            values[name].append(measure())
+    return {name: tuple(measured) for name, measured in values.items()}
 
 
 def add_rate(section: Section, name: str, limit: str, values: tuple[float, ...]) -> Figure:
@@ -159,114 +193,102 @@ def projected(figure: Figure) -> str:
     return f"{median} ({fastest} - {slowest})"
 
 
-@dataclass(frozen=True)
-class EndToEnd:
-    step_rates: tuple[float, ...]  # steps / train_seconds, as metrics.json reports them
-    overheads: tuple[float, ...]  # wall time of train() outside its train_seconds
-    steps_per_epoch: int
+def end_to_end_rate(workdir: Path, max_steps: int, overheads: list[float]) -> Callable[[], float]:
+    """A measurement of ``train()`` as ``liver-gan-train experiment=thesis`` runs it, capped at ``max_steps``.
 
+    Each call trains in a fresh run dir and returns metrics.json's images_per_second in 64-image
+    steps (an epoch's last, smaller batch would otherwise count as a whole step); the wall time
+    outside train_seconds is appended to ``overheads``.  With thesis-length epochs the first
+    checkpoint (every 20 epochs) and grid (every 30) come after 2,020 and 3,030 steps, so the
+    capped run holds neither, as the thesis run's first 2,020 steps do not; one ~85 MB
+    checkpoint per 2,020 steps is well under 1 % of the run.
+    """
+    cfg = thesis_config(workdir, f"trainer.max_steps={max_steps}")
 
-def end_to_end(workdir: Path, max_steps: int, repeats: int, *overrides: str) -> EndToEnd:
-    """``train()`` of experiment=thesis capped at ``max_steps``, each repeat in a fresh run dir."""
-    step_rates, overheads, metrics = [], [], {}
-    for _ in range(repeats):
+    def measure() -> float:
         run_dir = Path(tempfile.mkdtemp(prefix="train-", dir=workdir))
         try:
-            cfg = thesis_config(workdir, f"trainer.max_steps={max_steps}", *overrides)
             start = time.perf_counter()
             metrics = train(cfg, run_dir)
             wall = time.perf_counter() - start
         finally:
             shutil.rmtree(run_dir)
-        step_rates.append(metrics["steps"] / metrics["train_seconds"])
         overheads.append(wall - metrics["train_seconds"])
-    return EndToEnd(tuple(step_rates), tuple(overheads), metrics["steps"] // max(metrics["epochs"], 1))
+        return metrics["images_per_second"] / THESIS_BATCH
+
+    return measure
 
 
-def benchmark_end_to_end(section: Section, workdir: Path, max_steps: int, repeats: int) -> tuple[Figure, Figure]:
-    """``train()`` as experiment=thesis runs on the default phantom, and with the thesis run's cadence.
-
-    The phantom's tumor slices make short epochs, so "a checkpoint every 20 epochs" comes every
-    few dozen steps there, against every 2,020 steps in the thesis run.  The second row scales
-    ``checkpoint_every`` and ``sample_every`` to the thesis's epoch length, which leaves no
-    checkpoint or grid inside the capped run, as in the thesis run's first 2,020 steps.
-    """
-    name = f"liver-gan train() end to end, trainer.max_steps={max_steps}"
-    announce(name)
-    runs = end_to_end(workdir, max_steps, repeats)
-    as_configured = add_rate(
-        section,
-        name,
-        f"as the loop row, plus a checkpoint every 20 and a sample grid every 30 of the phantom's "
-        f"{runs.steps_per_epoch}-step epochs",
-        runs.step_rates,
-    )
-    checkpoint_every, sample_every = (
-        math.ceil(epochs * THESIS_STEPS_PER_EPOCH / runs.steps_per_epoch) for epochs in (20, 30)
-    )
-    name = f"liver-gan train() end to end, max_steps={max_steps}, thesis cadence"
-    announce(name)
-    scaled = end_to_end(
-        workdir,
-        max_steps,
-        repeats,
-        f"trainer.checkpoint_every={checkpoint_every}",
-        f"trainer.sample_every={sample_every}",
-    )
-    thesis_cadence = add_rate(
-        section,
-        name,
-        f"as the loop row, plus train()'s own work per step and epoch (trainer.checkpoint_every={checkpoint_every} "
-        f"trainer.sample_every={sample_every}: the thesis's 2,020 and 3,030 steps)",
-        scaled.step_rates,
-    )
-    overheads = runs.overheads + scaled.overheads
-    section.notes.append(
-        f"train() spent {format_duration(min(overheads))} - {format_duration(max(overheads))} per run outside its "
-        "train_seconds (warm dataset load, model and TensorBoard set-up, the final grid and checkpoint)"
-    )
-    return as_configured, thesis_cadence
-
-
-def benchmark_thesis_run(workdir: Path, quick: bool, repeats: int) -> tuple[Section, Figure, torch.Tensor]:
+def benchmark_thesis_run(workdir: Path, quick: bool, repeats: int) -> tuple[Section, Figure, tuple[float, ...]]:
+    """The main table; also returns the fp32 loop's figure and the bf16 loop's rates, timed in turns with it."""
     section = Section("Training: experiment=thesis (Table-2 MLP, batch 64, CPU fp32)")
     section.extra_columns = (PROJECTION_COLUMN,)
     root = thesis_imagefolder(workdir)
+    cfg = thesis_config(workdir)
+    tumor_slices = prepare_dataset(cfg.dataset, cfg.seed).train.images
+    images = thesis_sized(tumor_slices)
+    generator, discriminator = thesis_models()
+    gemms = gan_step_gemms(generator, discriminator, THESIS_BATCH)
+    train_overheads: list[float] = []
+    announce("the thesis pipeline, the in-memory loops (fp32, bf16), train() and the matmul-only limit, taking turns")
+    pipeline_steps = steps_for("thesis_pipeline", quick)
+    turns = take_turns(
+        {
+            "pipeline2": thesis_pipeline_rate(root, 2, pipeline_steps),
+            "pipeline0": thesis_pipeline_rate(root, 0, pipeline_steps),
+            "in_memory": timed_rate(in_memory_thesis_loop(images), steps_for("in_memory", quick)),
+            "ours": timed_rate(liver_gan_loop(cfg, images), steps_for("liver_gan", quick)),
+            "bf16": timed_rate(liver_gan_loop(cfg, images, autocast=True), steps_for("liver_gan", quick)),
+            "train": end_to_end_rate(workdir, steps_for("end_to_end", quick), train_overheads),
+            "limit": timed_rate(repeated(gemm_runner(gemms)), steps_for("limit", quick)),
+        },
+        repeats,
+    )
     pipeline = {
-        workers: measure_rate(
+        workers: add_rate(
             section,
             f"thesis pipeline, num_workers={workers}",
             "PNG decode + Resize of 64 512x512 images per step; the for-loop Adam",
-            lambda workers=workers: tuple(
-                1 / s for s in time_thesis_pipeline(root, workers, steps_for("thesis_pipeline", quick), repeats)
-            ),
+            turns[f"pipeline{workers}"],
         )
         for workers in (2, 0)
     }
-    cfg = thesis_config(workdir)
-    images = thesis_sized(prepare_dataset(cfg.dataset, cfg.seed).train.images)
-    in_memory = measure_rate(
+    in_memory = add_rate(
         section,
         "thesis loop, data as one in-memory tensor",
         "a second G forward per step, D weight gradients in the G step, the for-loop Adam",
-        lambda: time_loop(in_memory_thesis_loop(images), steps_for("in_memory", quick), repeats),
+        turns["in_memory"],
     )
-    ours = measure_rate(
+    ours = add_rate(
         section,
         "liver-gan loop (loop.py: BatchOrder + train_step + ScalarSums)",
         "the GEMMs plus per-op overhead (bias, activations, loss, autograd) and the fused Adam",
-        lambda: time_loop(liver_gan_loop(cfg, images), steps_for("liver_gan", quick), repeats),
+        turns["ours"],
     )
-    whole, thesis_cadence = benchmark_end_to_end(section, workdir, steps_for("end_to_end", quick), repeats)
-    generator, discriminator = thesis_models()
-    gemms = gan_step_gemms(generator, discriminator, THESIS_BATCH)
-    limit = measure_rate(
+    whole = add_rate(
+        section,
+        f"liver-gan train() end to end, trainer.max_steps={steps_for('end_to_end', quick)}",
+        "as the loop row, plus train()'s own work per step and per epoch (progress, log windows, "
+        "epoch-end divergence check) and its first steps' warm-up",
+        turns["train"],
+    )
+    limit = add_rate(
         section,
         f"matmul-only limit ({step_gflop(gemms):.2f} GFLOP per step)",
         "the GEMMs of one step alone: BLAS throughput on these cores",
-        lambda: time_loop(repeated(gemm_runner(gemms)), steps_for("limit", quick), repeats),
+        turns["limit"],
     )
     section.notes.append(f"matmul-only limit: {limit.median * step_gflop(gemms):.0f} GFLOP/s at its median")
+    section.notes.append(
+        "every row of this table took turns with the others, one repeat of each per round, so their "
+        "ratios compare the same minutes of this host"
+    )
+    section.notes.append(
+        f"train() ran epochs of {math.ceil(len(tumor_slices) / THESIS_BATCH)} steps ({len(tumor_slices):,} "
+        f"training tumor slices); its steps/s is metrics.json's images_per_second / {THESIS_BATCH}; it spent "
+        f"{format_duration(min(train_overheads))} - {format_duration(max(train_overheads))} per run outside "
+        "its train_seconds (warm dataset load, model and TensorBoard set-up, the final grid and checkpoint)"
+    )
     section.unmeasured.append(("liver-gan loop on a GPU", GPU_NOT_MEASURED))
 
     section.check("liver-gan loop steps/s", ours.median, at_least=THESIS_TARGET_STEPS_PER_S)
@@ -274,15 +296,15 @@ def benchmark_thesis_run(workdir: Path, quick: bool, repeats: int) -> tuple[Sect
     section.ratio("liver-gan loop / thesis pipeline (num_workers=2)", ours, pipeline[2], at_least=4.0)
     section.ratio("liver-gan loop / matmul-only limit", ours, limit, at_least=0.70)
     section.ratio("liver-gan train() / matmul-only limit", whole, limit, at_least=0.70)
-    section.ratio("liver-gan train(), thesis cadence / matmul-only limit", thesis_cadence, limit, at_least=0.70)
     section.ratio("in-memory thesis loop / thesis pipeline (num_workers=2)", in_memory, pipeline[2])
     section.ratio("liver-gan loop / in-memory thesis loop", ours, in_memory)
     section.notes.append(
         f"thesis pipeline: the 512x512 PNGs of `{shlex.join(export_command(workdir))}`, "
         f"hard-linked up to {THESIS_SLICES} files so that an epoch has {THESIS_STEPS_PER_EPOCH} steps; "
-        f"the in-memory loops draw from the default phantom's 64x64 tumor slices repeated to {THESIS_SLICES}"
+        f"the in-memory loops draw from the 64x64 tumor slices of the thesis-sized phantom ("
+        f"{shlex.join(THESIS_SIZED_PHANTOM)}), cycled to exactly {THESIS_SLICES}"
     )
-    return section, ours, images
+    return section, ours, turns["bf16"]
 
 
 OPTIMIZER_LIMITS = {
@@ -310,9 +332,7 @@ def benchmark_optimizers(workdir: Path, quick: bool, repeats: int) -> Section:
         announce(label)
         step_rates = time_loop(repeated(lambda g=optimizer_g, d=optimizer_d: (g.step(), d.step())), steps, repeats)
         milliseconds = tuple(1000 / rate for rate in step_rates)
-        figures[implementation] = section.add(
-            Figure(label, "ms/step", milliseconds, limit=limit, higher_is_better=False)
-        )
+        figures[implementation] = section.add(Figure(label, "ms/step", milliseconds, limit=limit))
     section.ratio("for-loop / fused (time per step)", figures["for_loop"], figures["fused"])
     section.ratio("foreach / fused (time per step)", figures["foreach"], figures["fused"])
     section.notes.append("the thesis used torch.optim.Adam's default, which is the for-loop implementation on the CPU")
@@ -325,20 +345,21 @@ def resolved_implementation(optimizer: torch.optim.Optimizer) -> str:
     return "foreach" if optimizer.defaults.get("foreach") else "for_loop"
 
 
-def benchmark_bf16(workdir: Path, images: torch.Tensor, fp32: Figure, quick: bool, repeats: int) -> Section:
+def benchmark_bf16(fp32: Figure, bf16_rates: tuple[float, ...]) -> Section:
+    """The bf16 autocast loop, timed in turns with the fp32 one (see :func:`benchmark_thesis_run`)."""
     section = Section("Optional: bf16 autocast on the CPU (not the default; never for experiment=thesis)")
     section.extra_columns = (PROJECTION_COLUMN,)
     section.add(fp32, projected(fp32))
-    cfg = thesis_config(workdir)
-    bf16 = measure_rate(
+    bf16 = add_rate(
         section,
         "liver-gan loop, torch.autocast(cpu, bfloat16)",
         "bf16 GEMMs (AVX512-BF16) plus casts of the fp32 weights every step",
-        lambda: time_loop(liver_gan_loop(cfg, images, autocast=True), steps_for("liver_gan", quick), repeats),
+        bf16_rates,
     )
     section.ratio("bf16 / fp32 steps/s", bf16, fp32)
     section.notes.append(
-        "measured through loop.py's train_step with a bf16 autocast; trainer.amp itself accepts CUDA only"
+        "measured through loop.py's train_step with a bf16 autocast, taking turns with the fp32 loop; "
+        "trainer.amp itself accepts CUDA only"
     )
     return section
 
@@ -365,10 +386,10 @@ def benchmark_dcgan(workdir: Path, quick: bool, repeats: int) -> Section:
 
 
 def benchmark_training(workdir: Path, quick: bool, repeats: int) -> list[Section]:
-    thesis_run, ours, images = benchmark_thesis_run(workdir, quick, repeats)
+    thesis_run, ours, bf16_rates = benchmark_thesis_run(workdir, quick, repeats)
     return [
         thesis_run,
         benchmark_optimizers(workdir, quick, repeats),
-        benchmark_bf16(workdir, images, ours, quick, repeats),
+        benchmark_bf16(ours, bf16_rates),
         benchmark_dcgan(workdir, quick, repeats),
     ]

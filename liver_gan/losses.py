@@ -22,6 +22,8 @@ from liver_gan.config import LossConfig, LossName
 from liver_gan.errors import LiverGanError
 
 PENALISED_LOSSES = (LossName.nonsaturating, LossName.wgan_gp)
+# Layers whose output for one image depends on the rest of the batch (in training mode).
+BATCH_STATISTICS_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def discriminator_loss(
@@ -31,24 +33,38 @@ def discriminator_loss(
 
     ``fake`` must already be detached from G.  In a conditional model it is generated from the
     same ``labels`` as the real batch, so one label tensor serves both.
-
-    Real and fake go through D in two calls, not one concatenated batch: DCGAN's D has BatchNorm,
-    which normalises each batch by its own statistics, and a joint batch would mix real and
-    fake statistics, changing what D computes.
     """
     name = LossName(cfg.name)
     weight = _penalty_weight(cfg, name)
     r1 = name is LossName.nonsaturating and weight > 0
     if r1:
         real = real.detach().requires_grad_(True)
-    real_logits = discriminator(real, labels)
-    fake_logits = discriminator(fake, labels)
+    real_logits, fake_logits = _real_and_fake_logits(discriminator, real, fake, labels)
     loss = _discriminator_terms(name, real_logits, fake_logits)
     if r1:
         loss = loss + weight / 2 * _input_gradients(real_logits, real).square().sum(dim=1).mean()
     elif weight > 0:
         loss = loss + weight * _interpolate_penalty(discriminator, real, fake, labels)
     return loss, real_logits.detach(), fake_logits.detach()
+
+
+def _real_and_fake_logits(
+    discriminator: nn.Module, real: Tensor, fake: Tensor, labels: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """D's logits on the real and on the fake batch.
+
+    A D without batch statistics sees both in one call: the same maths with half the kernel
+    launches and GEMMs twice as tall, which is faster where per-op overhead dominates (the
+    thesis MLP on a CPU).  BatchNorm normalises each batch by its own statistics, so a D that
+    has it gets two calls: a joint batch would mix real and fake statistics.
+    """
+    if any(isinstance(module, BATCH_STATISTICS_LAYERS) for module in discriminator.modules()):
+        return discriminator(real, labels), discriminator(fake, labels)
+    joint_labels = None if labels is None else torch.cat([labels, labels])
+    # Under bf16 autocast the fake batch is bf16 and the real one fp32.
+    logits = discriminator(torch.cat([real, fake.to(real.dtype)]), joint_labels)
+    real_logits, fake_logits = logits.split([real.shape[0], fake.shape[0]])
+    return real_logits, fake_logits
 
 
 def generator_loss(cfg: LossConfig, fake_logits: Tensor) -> Tensor:

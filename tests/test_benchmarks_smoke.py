@@ -35,10 +35,11 @@ def test_matmul_limit_counts_table2_gemms(bench) -> None:
     thesis_pipeline = bench("thesis_pipeline")
     generator, discriminator = thesis_pipeline.thesis_models()
     gemms = gemm_limit.gan_step_gemms(generator, discriminator, batch=64)
-    # G: 4 forward, 4 weight-gradient, 3 input-gradient (none for z); D: 3 forward on each of real,
-    # fake and fake again, 3 weight- and 2 input-gradient on each of real and fake, 3 input-gradient
+    # G: 4 forward, 4 weight-gradient, 3 input-gradient (none for z); D: 3 forward on real and fake
+    # joined and 3 on fake again, 3 weight- and 2 input-gradient on the joined batch, 3 input-gradient
     # in G's step (no weight gradients: D is not being updated there).
-    assert len(gemms) == 4 + 4 + 3 + 9 + 6 + 4 + 3
+    assert len(gemms) == 4 + 4 + 3 + 6 + 3 + 2 + 3
+    assert [gemm.m for gemm in gemms[4:7]] == [128, 128, 128]  # after G's forward: D on the joined batch
     g_macs = 100 * 256 + 256 * 512 + 512 * 1024 + 1024 * 4096
     d_macs = 4096 * 512 + 512 * 256 + 256 * 1
     g_step = 3 * g_macs - 100 * 256

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from liver_gan.config import Conditioning, LossConfig, LossName
 from liver_gan.errors import LiverGanError
+from liver_gan import losses
 from liver_gan.losses import discriminator_loss, generator_loss
 from liver_gan.models.dcgan import build_dcgan
 from liver_gan.models.mlp import build_mlp_gan
@@ -231,3 +232,44 @@ def test_generator_loss_pulls_fakes_towards_real(cfg: LossConfig) -> None:
         scores.append(fake_logits.mean().item())
 
     assert scores[-1] > scores[0] + 0.2
+
+
+def separate_calls(discriminator: nn.Module, real: Tensor, fake: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor]:
+    return discriminator(real, labels), discriminator(fake, labels)
+
+
+def loss_and_gradients(cfg: LossConfig, discriminator: nn.Module, real: Tensor, fake: Tensor, labels: Tensor) -> list[Tensor]:
+    torch.manual_seed(1)  # wgan_gp draws its interpolation weights
+    discriminator.zero_grad(set_to_none=True)
+    loss, real_logits, fake_logits = discriminator_loss(cfg, discriminator, real, fake, labels)
+    loss.backward()
+    return [loss.detach(), real_logits, fake_logits, *(parameter.grad for parameter in discriminator.parameters())]
+
+
+@pytest.mark.parametrize("cfg", SANITY_CONFIGS, ids=lambda cfg: cfg.name.value)
+def test_joint_real_fake_call_computes_what_two_calls_do(cfg: LossConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A D without BatchNorm sees real and fake in one batch: same loss, logits and gradients."""
+    torch.manual_seed(0)
+    discriminator = tiny_mlp_discriminator(conditional=True)
+    real, fake = torch.rand(5, 1, 8, 8) * 2 - 1, torch.rand(5, 1, 8, 8) * 2 - 1
+    labels = torch.tensor([0, 1, 1, 0, 1])
+    joint = loss_and_gradients(cfg, discriminator, real, fake, labels)
+    monkeypatch.setattr(losses, "_real_and_fake_logits", separate_calls)
+    separate = loss_and_gradients(cfg, discriminator, real, fake, labels)
+    for joint_value, separate_value in zip(joint, separate, strict=True):
+        torch.testing.assert_close(joint_value, separate_value, rtol=1e-5, atol=1e-6)
+
+
+def test_batchnorm_discriminator_normalises_real_and_fake_separately() -> None:
+    """DCGAN's BatchNorm statistics come from the real batch and the fake batch, never a mix."""
+    torch.manual_seed(0)
+    _, discriminator = build_dcgan(8, True, 4, 4, Conditioning.projection, 16, 2)
+    _, reference = build_dcgan(8, True, 4, 4, Conditioning.projection, 16, 2)
+    reference.load_state_dict(discriminator.state_dict())
+    real, fake = torch.rand(4, 1, 16, 16), torch.rand(4, 1, 16, 16) - 1
+    labels = torch.tensor([0, 1, 1, 0])
+    _, real_logits, fake_logits = discriminator_loss(loss_config(LossName.bce), discriminator, real, fake, labels)
+    expected_real, expected_fake = separate_calls(reference, real, fake, labels)
+    torch.testing.assert_close(real_logits, expected_real.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(fake_logits, expected_fake.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(discriminator.state_dict(), reference.state_dict(), rtol=0, atol=0)

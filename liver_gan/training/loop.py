@@ -10,7 +10,8 @@ One step, as in PyTorch's DCGAN example:
    in train mode twice per step, as in the DCGAN example.
 
 Speed (issue 6): the training set is one tensor on the device and batches are drawn by index;
-the optimizers are fused where torch can; gradients are freed, not zeroed; and the logged scalars
+the optimizers are fused where torch can; gradients are freed, not zeroed; a D without BatchNorm
+judges the real and the fake batch in one call (losses.py); and the logged scalars
 are summed on the device and read only every ``trainer.log_every`` steps, so a step never waits
 for the device.  Hence non-finite losses are detected at log steps, at epoch ends and before every
 checkpoint, and a diverged run never overwrites its last good checkpoint.
