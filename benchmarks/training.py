@@ -14,8 +14,9 @@ Rows of the main table, all the Table-2 MLP at batch 64 on the CPU:
 Every row takes turns with the others, repeat by repeat (``take_turns``), so host drift cannot
 bias their ratios.
 
-All of them run on a thesis-sized phantom: about the thesis's 6,410 training tumor slices, so
-epochs have the thesis's ~101 steps and its checkpoint and grid cadence.
+All but the thesis pipeline (which reads its own 512x512 PNG export) train on a thesis-sized
+phantom: about the thesis's 6,410 training tumor slices, so that ``train()`` runs epochs of the
+thesis's ~101 steps, with its checkpoint and grid cadence.
 
 Every steps/s figure is projected onto the full thesis run, 1000 epochs of ceil(6410 / 64) steps.
 Further tables: the optimizer step per implementation, bf16 autocast, and DCGAN images/s.
