@@ -97,18 +97,23 @@ def test_closest_pairs_grid_puts_the_copies_on_top(sets: dict, tmp_path: Path) -
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_fidelity_report_gives_flat_keys_in_range(sets: dict, tmp_path: Path) -> None:
-    report = fidelity_report(
-        fake_images=sets["fake"],
-        fake_features=sets["fake_features"],
+def fidelity_of_fakes(sets: dict, run_dir: Path, num_fakes: int | None = None, **options: int) -> dict:
+    """fidelity_report of the first ``num_fakes`` fakes (all by default) against the fixture's train and val sets."""
+    return fidelity_report(
+        fake_images=sets["fake"][:num_fakes],
+        fake_features=sets["fake_features"][:num_fakes],
         real_features=sets["train_features"],
         train_images=sets["train"],
         train_features=sets["train_features"],
         val_images=sets["val"],
         val_features=sets["val_features"],
-        run_dir=tmp_path,
-        num_pairs=50,
+        run_dir=run_dir,
+        **options,
     )
+
+
+def test_fidelity_report_gives_flat_keys_in_range(sets: dict, tmp_path: Path) -> None:
+    report = fidelity_of_fakes(sets, tmp_path, num_pairs=50)
     for key in ("precision", "recall", "diversity_ms_ssim", "diversity_ms_ssim_real",
                 "diversity_feature_cosine", "diversity_feature_cosine_real"):
         assert 0.0 <= report[key] <= 1.0, key
@@ -129,15 +134,6 @@ def test_without_validation_slices_the_baseline_is_none(sets: dict) -> None:
 
 
 def test_fidelity_report_leaves_out_precision_recall_with_too_few_images(sets: dict, tmp_path: Path) -> None:
-    report = fidelity_report(
-        fake_images=sets["fake"][:3],
-        fake_features=sets["fake_features"][:3],
-        real_features=sets["train_features"],
-        train_images=sets["train"],
-        train_features=sets["train_features"],
-        val_images=sets["val"],
-        val_features=sets["val_features"],
-        run_dir=tmp_path,
-    )
+    report = fidelity_of_fakes(sets, tmp_path, num_fakes=3)
     assert report["precision"] is None and report["recall"] is None
     assert report["memorisation_pixel_fraction_closer_than_val"] == 1.0  # all three are planted copies
