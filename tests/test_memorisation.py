@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from liver_gan.errors import LiverGanError
+from liver_gan.metrics import fidelity, memorisation
 from liver_gan.metrics.fidelity import CLOSEST_PAIRS_FILE, fidelity_report
 from liver_gan.metrics.memorisation import (
     memorisation_report,
@@ -137,3 +138,20 @@ def test_fidelity_report_leaves_out_precision_recall_with_too_few_images(sets: d
     report = fidelity_of_fakes(sets, tmp_path, num_fakes=3)
     assert report["precision"] is None and report["recall"] is None
     assert report["memorisation_pixel_fraction_closer_than_val"] == 1.0  # all three are planted copies
+
+
+def test_fidelity_report_searches_the_fakes_nearest_training_slices_once(
+    sets: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pixel search over every training slice is the costliest step after Inception: run it once."""
+    searched = []
+    search = memorisation.nearest_training_slices
+
+    def counted(images: torch.Tensor, train_images: torch.Tensor, device: str = "cpu") -> tuple:
+        searched.append(len(images))
+        return search(images, train_images, device)
+
+    monkeypatch.setattr(fidelity, "nearest_training_slices", counted)
+    monkeypatch.setattr(memorisation, "nearest_training_slices", counted)
+    fidelity_of_fakes(sets, tmp_path)
+    assert sorted(searched) == sorted([len(sets["fake"]), len(sets["val"])])

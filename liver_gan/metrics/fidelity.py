@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from liver_gan.metrics.diversity import mean_pairwise_cosine_distance, mean_pairwise_ms_ssim
-from liver_gan.metrics.memorisation import memorisation_report, save_closest_pairs
+from liver_gan.metrics.memorisation import memorisation_report, nearest_training_slices, save_closest_pairs
 from liver_gan.metrics.precision_recall import precision_recall
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,11 @@ def fidelity_report(
         precision, recall = precision_recall(real_features, fake_features, k=k)
     else:
         log.warning("precision/recall with k=%d needs more than %d real and generated images; left out", k, k)
-    grid = save_closest_pairs(fake_images, train_images, Path(run_dir) / CLOSEST_PAIRS_FILE, device=device)
+    # The fakes' nearest training slices serve both the closest-pairs grid and the memorisation report.
+    fake_nearest = nearest_training_slices(fake_images, train_images, device)
+    grid = save_closest_pairs(
+        fake_images, train_images, Path(run_dir) / CLOSEST_PAIRS_FILE, device=device, fake_nearest=fake_nearest
+    )
     return {
         "precision": precision,
         "recall": recall,
@@ -54,7 +58,7 @@ def fidelity_report(
         "diversity_feature_cosine": mean_pairwise_cosine_distance(fake_features),
         "diversity_feature_cosine_real": mean_pairwise_cosine_distance(real_features),
         **memorisation_report(
-            fake_images, train_images, val_images, fake_features, train_features, val_features, device
+            fake_images, train_images, val_images, fake_features, train_features, val_features, device, fake_nearest
         ),
         "memorisation_closest_pairs": grid.name,
     }

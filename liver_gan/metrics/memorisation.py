@@ -107,15 +107,19 @@ def memorisation_report(
     train_features: np.ndarray,
     val_features: np.ndarray,
     device: torch.device | str = "cpu",
+    fake_nearest: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, float | None]:
     """Pixel- and feature-space nearest-training-slice distances of the fakes vs the val baseline.
 
     ``train_features`` may be the features of a subset of the training slices (e.g. the cached FID
-    reference pool); the pixel search always uses every training slice.
+    reference pool); the pixel search always uses every training slice.  ``fake_nearest``, if given,
+    is ``nearest_training_slices(fake_images, train_images)``, already computed by the caller.
     """
+    if fake_nearest is None:
+        fake_nearest = nearest_training_slices(fake_images, train_images, device)
     report = compare_with_baseline(
         "pixel",
-        nearest_training_slices(fake_images, train_images, device)[0],
+        fake_nearest[0],
         nearest_training_slices(val_images, train_images, device)[0],
     )
     train = _feature_vectors(train_features, device)
@@ -133,12 +137,14 @@ def save_closest_pairs(
     path: Path,
     num_pairs: int = 16,
     device: torch.device | str = "cpu",
+    fake_nearest: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Path:
     """PNG grid of the fakes closest to a training slice: one row per pair, fake | nearest training slice.
 
     Rows are sorted from the closest pair down, so near-copies, if any, are at the top.
+    ``fake_nearest`` as in :func:`memorisation_report`.
     """
-    distances, indices = nearest_training_slices(fake_images, train_images, device)
+    distances, indices = fake_nearest or nearest_training_slices(fake_images, train_images, device)
     closest = distances.argsort()[:num_pairs]
     pairs = torch.stack([fake_images[closest].cpu(), train_images[indices[closest]].cpu()], dim=1)
     grid = make_grid(pairs.flatten(0, 1), nrow=2, normalize=True, value_range=(-1, 1), pad_value=1.0)
