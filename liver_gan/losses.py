@@ -36,6 +36,8 @@ def discriminator_loss(
     """
     name = LossName(cfg.name)
     weight = _penalty_weight(cfg, name)
+    # Under bf16 autocast the fake batch is bf16 and the real one fp32; D casts both back to bf16.
+    fake = fake.to(real.dtype)
     r1 = name is LossName.nonsaturating and weight > 0
     if r1:
         real = real.detach().requires_grad_(True)
@@ -61,8 +63,7 @@ def _real_and_fake_logits(
     if any(isinstance(module, BATCH_STATISTICS_LAYERS) for module in discriminator.modules()):
         return discriminator(real, labels), discriminator(fake, labels)
     joint_labels = None if labels is None else torch.cat([labels, labels])
-    # Under bf16 autocast the fake batch is bf16 and the real one fp32.
-    logits = discriminator(torch.cat([real, fake.to(real.dtype)]), joint_labels)
+    logits = discriminator(torch.cat([real, fake]), joint_labels)
     real_logits, fake_logits = logits.split([real.shape[0], fake.shape[0]])
     return real_logits, fake_logits
 
@@ -120,7 +121,6 @@ def _interpolate_penalty(
 ) -> Tensor:
     """E(||grad D(x_hat)|| - 1)^2 on x_hat = eps * real + (1 - eps) * fake, eps ~ U(0, 1) per image."""
     eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
-    # Under bf16 autocast the fake batch is bf16 and the real one fp32.
-    interpolates = torch.lerp(fake.detach().to(real.dtype), real.detach(), eps).requires_grad_(True)
+    interpolates = torch.lerp(fake.detach(), real.detach(), eps).requires_grad_(True)
     gradients = _input_gradients(discriminator(interpolates, labels), interpolates)
     return (gradients.norm(dim=1) - 1).square().mean()

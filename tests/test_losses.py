@@ -273,3 +273,23 @@ def test_batchnorm_discriminator_normalises_real_and_fake_separately() -> None:
     torch.testing.assert_close(real_logits, expected_real.detach(), rtol=0, atol=0)
     torch.testing.assert_close(fake_logits, expected_fake.detach(), rtol=0, atol=0)
     torch.testing.assert_close(discriminator.state_dict(), reference.state_dict(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cfg", SANITY_CONFIGS, ids=lambda cfg: cfg.name.value)
+@pytest.mark.parametrize("family", ["mlp", "dcgan"])
+def test_losses_run_under_bf16_autocast(cfg: LossConfig, family: str) -> None:
+    """Under autocast G's fake batch comes out bf16 while the real batch stays fp32."""
+    torch.manual_seed(0)
+    if family == "mlp":
+        discriminator = tiny_mlp_discriminator(conditional=True)
+        real = torch.rand(4, 1, 8, 8) * 2 - 1
+    else:
+        discriminator = build_dcgan(8, True, 4, 4, Conditioning.projection, 16, 2)[1]
+        real = torch.rand(4, 1, 16, 16) * 2 - 1
+    fake = (torch.rand_like(real) * 2 - 1).to(torch.bfloat16)
+    labels = torch.tensor([0, 1, 1, 0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, real_logits, fake_logits = discriminator_loss(cfg, discriminator, real, fake, labels)
+    loss.backward()
+    assert torch.isfinite(loss) and real_logits.shape == fake_logits.shape == (4,)
+    assert all(torch.isfinite(parameter.grad).all() for parameter in discriminator.parameters())
