@@ -38,7 +38,7 @@ from liver_gan.metrics.reference import ReferenceKey, pixels_sha256, reference_s
 
 from configs import compose_config
 from fid import inception_weights
-from measure import Figure, Section, announce, format_duration, repeat_seconds
+from measure import Figure, Section, announce, format_duration, repeat_seconds, seconds_of, take_turns
 
 IN_PLANE = 512
 SLICE_COUNTS = (100, 200, 300, 400)
@@ -122,19 +122,6 @@ def dataset_config(volumes_dir: Path, cache_dir: Path) -> DictConfig:
     return cfg.dataset
 
 
-def alternate(
-    first: Callable[[], object], second: Callable[[], object], repeats: int
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Seconds of ``first`` and ``second`` per repeat, timed in turn (A B A B ...)."""
-    seconds: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for run, record in ((first, seconds[0]), (second, seconds[1])):
-            start = time.perf_counter()
-            run()
-            record.append(time.perf_counter() - start)
-    return tuple(seconds[0]), tuple(seconds[1])
-
-
 def cold_build(volumes_dir: Path, scratch: Path) -> Callable[[], PreparedDataset]:
     """A closure building the cache from nothing, in a fresh cache dir each call."""
 
@@ -152,9 +139,14 @@ def benchmark_build(section: Section, volumes_dir: Path, scratch: Path, repeats:
     pairs = volume_pairs(volumes_dir)
     announce("nibabel alone and liver-gan's cold build, in turn")
     load_with_nibabel(pairs)  # warm-up: both sides then read the files from the page cache
-    nibabel_seconds, build_seconds = alternate(
-        lambda: load_with_nibabel(pairs), cold_build(volumes_dir, scratch), repeats
+    turns = take_turns(
+        {
+            "nibabel": seconds_of(lambda: load_with_nibabel(pairs)),
+            "build": seconds_of(cold_build(volumes_dir, scratch)),
+        },
+        repeats,
     )
+    nibabel_seconds, build_seconds = turns["nibabel"], turns["build"]
     shapes = [nib.load(volume).shape for volume, _ in pairs]
     slices = sum(shape[2] for shape in shapes)
     floor = section.add(

@@ -104,17 +104,37 @@ def repeat_seconds(run: Callable[[], object], repeats: int, warmup: int = 1) -> 
     """
     for _ in range(warmup):
         run()
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - start)
-    return tuple(seconds)
+    measure = seconds_of(run)
+    return tuple(measure() for _ in range(repeats))
 
 
 def announce(what: str) -> None:
     """A progress line on stderr, so a long run shows where it is without touching the results on stdout."""
     print(f"  {what} ...", file=sys.stderr, flush=True)
+
+
+def seconds_of(run: Callable[[], object]) -> Callable[[], float]:
+    """A measurement of one call of ``run``, in wall-clock seconds."""
+
+    def measure() -> float:
+        start = time.perf_counter()
+        run()
+        return time.perf_counter() - start
+
+    return measure
+
+
+def take_turns(measurements: dict[str, Callable[[], float]], repeats: int) -> dict[str, tuple[float, ...]]:
+    """Every measurement ``repeats`` times, taking turns: one of each per round.
+
+    This host's speed drifts by 10-20 % within minutes (other tenants); taking turns exposes every
+    measurement to the same drift, so the ratios between them hold while the absolute figures wander.
+    """
+    values: dict[str, list[float]] = {name: [] for name in measurements}
+    for _ in range(repeats):
+        for name, measure in measurements.items():
+            values[name].append(measure())
+    return {name: tuple(measured) for name, measured in values.items()}
 
 
 def rates(work: float, seconds: Sequence[float]) -> tuple[float, ...]:

@@ -11,7 +11,7 @@ Rows of the main table, all the Table-2 MLP at batch 64 on the CPU:
   logging and epoch-end work included;
 - the matmul-only limit (gemm_limit.py).
 
-Every row takes turns with the others, repeat by repeat (``take_turns``), so host drift cannot
+Every row takes turns with the others, repeat by repeat (``measure.take_turns``), so host drift cannot
 bias their ratios.
 
 All but the thesis pipeline (which reads its own 512x512 PNG export) train on a thesis-sized
@@ -42,7 +42,7 @@ from liver_gan.training.optim import build_optimizers
 
 from configs import compose_config, workdir_overrides
 from gemm_limit import gan_step_gemms, gemm_runner, step_gflop
-from measure import GPU_NOT_MEASURED, Figure, Section, announce, format_duration, rates, repeat_seconds
+from measure import GPU_NOT_MEASURED, Figure, Section, announce, format_duration, take_turns
 from thesis_pipeline import (
     THESIS_BATCH,
     THESIS_SLICES,
@@ -152,8 +152,8 @@ def repeated(run_once: Callable[[], object]) -> Callable[[int], None]:
 
 def time_loop(run: Callable[[int], None], steps: int, repeats: int) -> tuple[float, ...]:
     """steps/s per repeat, after a short warm-up of the same loop."""
-    run(min(steps, 10))
-    return rates(steps, repeat_seconds(lambda: run(steps), repeats, warmup=0))
+    measure = timed_rate(run, steps)
+    return tuple(measure() for _ in range(repeats))
 
 
 def timed_rate(run: Callable[[int], None], steps: int) -> Callable[[], float]:
@@ -166,19 +166,6 @@ def timed_rate(run: Callable[[int], None], steps: int) -> Callable[[], float]:
         return steps / (time.perf_counter() - start)
 
     return measure
-
-
-def take_turns(measurements: dict[str, Callable[[], float]], repeats: int) -> dict[str, tuple[float, ...]]:
-    """Every measurement ``repeats`` times, taking turns: one of each per round.
-
-    This host's speed drifts by 10-20 % within minutes (other tenants); taking turns exposes every
-    measurement to the same drift, so the ratios between them hold while the absolute figures wander.
-    """
-    values: dict[str, list[float]] = {name: [] for name in measurements}
-    for _ in range(repeats):
-        for name, measure in measurements.items():
-            values[name].append(measure())
-    return {name: tuple(measured) for name, measured in values.items()}
 
 
 def add_rate(section: Section, name: str, limit: str, values: tuple[float, ...]) -> Figure:

@@ -98,3 +98,15 @@ def test_report_renders_figures_checks_and_unmeasured_rows(bench) -> None:
     assert "| ours | steps/s | 20.0 | 25.0 | 30.0 | GEMMs |" in text
     assert "| ours / thesis | 4.17 | >= 4 | met |" in text
     assert measure.GPU_NOT_MEASURED in text
+
+
+def test_take_turns_runs_one_of_each_per_round(bench) -> None:
+    measure = bench("measure")
+    order: list[str] = []
+
+    def recorder(name: str, value: float):
+        return lambda: order.append(name) or value
+
+    turns = measure.take_turns({"a": recorder("a", 1.0), "b": recorder("b", 2.0)}, repeats=3)
+    assert order == ["a", "b"] * 3
+    assert turns == {"a": (1.0, 1.0, 1.0), "b": (2.0, 2.0, 2.0)}
