@@ -9,7 +9,7 @@ from typing import Callable, List
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from liver_gan.training.checkpoint import build_gan, save_checkpoint
+from liver_gan.training.checkpoint import build_gan, plain_config, save_checkpoint
 
 
 def tiny_phantom_overrides(tmp_path: Path) -> List[str]:
@@ -49,7 +49,7 @@ def save_tiny_checkpoint(compose: Callable[..., DictConfig], run_dir: Path, over
             "rng": {},
             "fixed_noise": torch.zeros(1, train_cfg.model.latent_dim),
             "fixed_labels": None,
-            "config": OmegaConf.to_container(train_cfg, resolve=True, enum_to_str=True),
+            "config": plain_config(train_cfg),
             "dataset_key": "",
         },
     )

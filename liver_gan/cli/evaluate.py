@@ -17,16 +17,15 @@ import hydra
 import torch
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from liver_gan.atomic import atomic_write_json
 from liver_gan.cli import CONFIG_DIR, report_user_errors
-from liver_gan.config import DatasetConfig, EvalConfig, register_configs
-from liver_gan.data.dataset import prepare_dataset
+from liver_gan.config import EvalConfig, register_configs
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.evaluate import evaluate_folders, evaluate_generator
-from liver_gan.training.checkpoint import load_generator
+from liver_gan.training.checkpoint import load_generator, run_dataset
 
 
 @dataclass
@@ -45,8 +44,7 @@ def register_evaluate_config() -> None:
 
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, Any]:
     generator, train_cfg = load_generator(Path(cfg.checkpoint), device)
-    dataset_cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), train_cfg.dataset)
-    dataset = prepare_dataset(dataset_cfg, seed=train_cfg.seed)
+    dataset = run_dataset(train_cfg)
     metrics = evaluate_generator(generator, dataset, cfg.eval, run_dir, device, cfg.seed)
     return {"checkpoint": cfg.checkpoint, **metrics}
 

@@ -22,15 +22,13 @@ from torch import Tensor, nn
 
 from liver_gan.atomic import atomic_write
 from liver_gan.cli import CONFIG_DIR, report_user_errors
-from liver_gan.config import DatasetConfig
-from liver_gan.data.dataset import prepare_dataset
 from liver_gan.data.labels import CLASS_NAMES
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.image_folder import write_png_folder
 from liver_gan.metrics.memorisation import reject_memorised, validation_threshold
 from liver_gan.sampling import generate
-from liver_gan.training.checkpoint import load_generator
+from liver_gan.training.checkpoint import load_generator, run_dataset
 
 
 @dataclass
@@ -64,8 +62,7 @@ def memorisation_filter(cfg: DictConfig, train_cfg: DictConfig) -> MemorisationF
     validation slice to the training set: a dropped sample is nearer a training slice than any
     unseen patient's slice is.
     """
-    dataset_cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), train_cfg.dataset)
-    dataset = prepare_dataset(dataset_cfg, seed=train_cfg.seed)
+    dataset = run_dataset(train_cfg)
     threshold = cfg.memorisation_threshold
     if threshold is None:
         threshold = validation_threshold(dataset.train.images, dataset.val.images)

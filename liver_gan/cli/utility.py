@@ -19,12 +19,12 @@ from torch.utils.tensorboard import SummaryWriter
 
 from liver_gan.atomic import atomic_write_json
 from liver_gan.cli import CONFIG_DIR, report_user_errors
-from liver_gan.config import DatasetConfig, RealPool, Subset
-from liver_gan.data.dataset import PreparedDataset, SliceSet, prepare_dataset
+from liver_gan.config import RealPool, Subset
+from liver_gan.data.dataset import PreparedDataset, SliceSet
 from liver_gan.data.labels import TUMOR
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
-from liver_gan.training.checkpoint import load_generator
+from liver_gan.training.checkpoint import load_generator, run_dataset
 from liver_gan.utility.arms import (
     SyntheticSource,
     conditional_source,
@@ -77,8 +77,7 @@ def _check_per_class_pair(tumor_cfg: DictConfig, healthy_cfg: DictConfig) -> Non
 
 def classification_dataset(train_cfg: DictConfig) -> PreparedDataset:
     """The GAN's dataset over both classes; the GAN's seed gives the GAN's own patient split."""
-    dataset_cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), train_cfg.dataset, {"subset": Subset.all.value})
-    return prepare_dataset(dataset_cfg, seed=train_cfg.seed)
+    return run_dataset(train_cfg, subset=Subset.all.value)
 
 
 def split_counts(slices: SliceSet) -> dict[str, int]:

@@ -17,18 +17,15 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from omegaconf import OmegaConf
 from torch import Tensor
 
 from liver_gan.atomic import atomic_write_json
 from liver_gan.cli import report_user_errors
-from liver_gan.config import DatasetConfig
-from liver_gan.data.dataset import prepare_dataset
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.image_folder import to_uint8
 from liver_gan.sampling import balanced_labels, generate
-from liver_gan.training.checkpoint import load_generator
+from liver_gan.training.checkpoint import load_generator, run_dataset
 from liver_gan.vtt.page import Upscaling, VisualTuringTest, read_slice_folder, write_visual_turing_test
 from liver_gan.vtt.scoring import format_score, load_answers, load_key, score_answers
 
@@ -84,8 +81,7 @@ def slices_from_generator(args: argparse.Namespace, num_real: int, num_fake: int
         real, real_labels = folder_slices(args.real_dir, num_real, args.seed), None
         real_source = str(args.real_dir)
     else:
-        dataset_cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), train_cfg.dataset)
-        val = prepare_dataset(dataset_cfg, seed=train_cfg.seed).val
+        val = run_dataset(train_cfg).val
         chosen = choose(torch.arange(len(val)), num_real, args.seed, "the run's validation split")
         real, real_labels = to_uint8(val.images[chosen]), val.labels[chosen]
         real_source = f"validation split of the run's dataset ({train_cfg.dataset.name}, seed {train_cfg.seed})"

@@ -19,6 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from liver_gan.atomic import atomic_torch_save, atomic_write
+from liver_gan.config import DatasetConfig
+from liver_gan.data.dataset import PreparedDataset, prepare_dataset
 from liver_gan.data.labels import CLASS_NAMES
 from liver_gan.errors import LiverGanError
 
@@ -37,8 +39,14 @@ CHECKPOINT_KEYS = (
 )
 
 
-def checkpoint_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoints"
+def last_checkpoint(run_dir: Path) -> Path:
+    """``<run_dir>/checkpoints/last.pt``: the newest checkpoint of a run, whether or not it exists yet."""
+    return Path(run_dir) / "checkpoints" / "last.pt"
+
+
+def plain_config(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg`` resolved into plain Python values (enums as their names), as checkpoints and TensorBoard keep it."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -86,7 +94,7 @@ def find_checkpoint(run_dir_or_file: Path) -> Path:
     path = Path(run_dir_or_file)
     if path.is_file():
         return path
-    last = checkpoint_dir(path) / "last.pt"
+    last = last_checkpoint(path)
     if not last.is_file():
         raise LiverGanError(f"no checkpoint at {last}; pass a run dir of a liver-gan-train run or a .pt file")
     return last
@@ -106,3 +114,12 @@ def load_generator(run_dir_or_file: Path, device: torch.device) -> tuple[nn.Modu
     generator, _ = build_gan(cfg)
     generator.load_state_dict(state["generator"])
     return generator.to(device).eval(), cfg
+
+
+def run_dataset(train_cfg: DictConfig, **overrides: Any) -> PreparedDataset:
+    """The dataset a run trained on, from its saved config and seed (so the same patient split).
+
+    ``overrides`` replace dataset options, e.g. ``subset="all"``.
+    """
+    dataset_cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), train_cfg.dataset, overrides)
+    return prepare_dataset(dataset_cfg, seed=train_cfg.seed)

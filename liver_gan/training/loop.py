@@ -48,9 +48,10 @@ from liver_gan.metrics.evaluate import evaluate_generator
 from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
 from liver_gan.training.checkpoint import (
     build_gan,
-    checkpoint_dir,
+    last_checkpoint,
     link_checkpoint,
     load_checkpoint,
+    plain_config,
     save_checkpoint,
 )
 from liver_gan.training.optim import build_optimizers
@@ -260,7 +261,7 @@ def resume_checkpoint(resume: str, run_dir: Path) -> Path | None:
     if resume == "none":
         return None
     if resume == "auto":
-        last = checkpoint_dir(run_dir) / "last.pt"
+        last = last_checkpoint(run_dir)
         if last.is_file():
             return last
         log.info("trainer.resume=auto: no checkpoint in %s, starting a fresh run", last.parent)
@@ -311,7 +312,7 @@ def check_resumable(state: dict[str, Any], cfg: DictConfig, dataset_key: str, pa
             f"give {dataset_key[:12]}; resume with the dataset options of that run"
         )
     saved = OmegaConf.create(state["config"])
-    current = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    current = OmegaConf.create(plain_config(cfg))
     for key in RESUME_MUST_MATCH:
         if OmegaConf.select(saved, key) != OmegaConf.select(current, key):
             raise LiverGanError(
@@ -538,14 +539,14 @@ def write_checkpoint(
         "rng": {**rng_state(batches.device), "batch_order": batches.state()},
         "fixed_noise": fixed.noise.cpu(),
         "fixed_labels": None if fixed.labels is None else fixed.labels.cpu(),
-        "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+        "config": plain_config(cfg),
         "dataset_key": dataset_key,
         "train_seconds": progress.train_seconds,
         "log_window": progress.window.state_dict(),
     }
     # Events up to this step must be on disk before a checkpoint claims them (resume purges later ones).
     board.flush()
-    last = checkpoint_dir(run_dir) / "last.pt"
+    last = last_checkpoint(run_dir)
     if rest == 0:
         epoch_file = last.with_name(f"epoch_{epochs:04d}.pt")
         save_checkpoint(epoch_file, state)

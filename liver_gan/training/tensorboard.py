@@ -11,6 +11,8 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
+from liver_gan.training.checkpoint import plain_config
+
 
 def image_grid(images: Tensor, nrow: int) -> Tensor:
     """A (3, H, W) grid in [0, 1] of images in [-1, 1]."""
@@ -44,7 +46,7 @@ class TensorBoardLogger:
 
         ``run_name="."`` keeps them in this run's directory instead of a new timestamped one.
         """
-        hparams = flatten_config(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+        hparams = flatten_config(plain_config(cfg))
         numeric = {
             f"hparams/{name}": float(value)
             for name, value in metrics.items()
