@@ -35,7 +35,7 @@ def discriminator_loss(
     same ``labels`` as the real batch, so one label tensor serves both.
     """
     name = LossName(cfg.name)
-    weight = _penalty_weight(cfg, name)
+    weight = check_loss_options(cfg)
     # Under bf16 autocast the fake batch is bf16 and the real one fp32; D casts both back to bf16.
     fake = fake.to(real.dtype)
     r1 = name is LossName.nonsaturating and weight > 0
@@ -91,8 +91,9 @@ def _discriminator_terms(name: LossName, real_logits: Tensor, fake_logits: Tenso
     return fake_logits.mean() - real_logits.mean()
 
 
-def _penalty_weight(cfg: LossConfig, name: LossName) -> float:
+def check_loss_options(cfg: LossConfig) -> float:
     """gamma or lambda; a penalty set for a loss that has none would be silently ignored, so refuse it."""
+    name = LossName(cfg.name)
     weight = float(cfg.gradient_penalty)
     if weight < 0:
         raise LiverGanError(f"loss.gradient_penalty={weight} is negative: set it to 0 or more")

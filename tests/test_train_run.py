@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
 from liver_gan.training.checkpoint import CHECKPOINT_KEYS, load_checkpoint, load_generator
+from liver_gan.training import loop
 from liver_gan.training.loop import draw_fixed_samples, train
 from liver_gan.training.optim import build_optimizers
 
@@ -243,3 +245,25 @@ def test_cli_run_with_real_fid(fid_weights: Path, data_dir: Path, tmp_path: Path
     assert f"run dir: {run_dir}" in (run_dir / "train.log").read_text()
     hparams = read_events(run_dir)
     assert scalars(hparams, "hparams/fid") == [(0, pytest.approx(metrics["fid"]))]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["loss=hinge", "loss.gradient_penalty=1"], "loss.gradient_penalty=1.0 has no effect with loss=hinge"),
+        (["eval.enabled=true", "eval.fid.num_samples=1"], "eval.fid.num_samples=1 must be at least 2"),
+        (["eval.enabled=true", "eval.fid.max_real=1"], "eval.fid.max_real=1 must be at least 2"),
+        (["eval.enabled=true", "eval.kid.num_subsets=0"], "eval.kid.num_subsets=0 must be at least 1"),
+    ],
+)
+def test_bad_loss_and_eval_options_fail_before_the_dataset_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overrides: list[str], message: str
+) -> None:
+    """Not after the build, nor (for eval.*) after a whole training run."""
+
+    def no_build(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the dataset build started before the options were checked")
+
+    monkeypatch.setattr(loop, "prepare_dataset", no_build)
+    with pytest.raises(LiverGanError, match=re.escape(message)):
+        train(train_config(tmp_path / "data", *overrides), tmp_path / "run")

@@ -47,8 +47,7 @@ def evaluate_generator(
 ) -> dict[str, Any]:
     """The metrics.json fields: fid, kid_mean, kid_std, num_real, num_fake, real_pool,
     feature_extractor and, for a conditional generator, per_class."""
-    if cfg.fid.num_samples < 2:
-        raise LiverGanError(f"eval.fid.num_samples={cfg.fid.num_samples} must be at least 2")
+    check_eval_options(cfg)
     extractor = load_feature_extractor(cfg.fid.weights, device)  # first: no weights, no wasted sampling
     real_pool = RealPool(cfg.fid.real_pool)
     real_images, real_labels = select_real_images(dataset, real_pool, cfg.fid.max_real)
@@ -129,6 +128,17 @@ def evaluate_folders(real_dir: Path, fake_dir: Path, cfg: EvalConfig, device: to
     }
 
 
+def check_eval_options(cfg: EvalConfig) -> None:
+    """Refuse eval.* counts that cannot work, before any sampling (and, in liver-gan-train, before training)."""
+    for option, value, least in (
+        ("fid.num_samples", cfg.fid.num_samples, 2),
+        ("fid.max_real", cfg.fid.max_real, 2),
+        ("kid.num_subsets", cfg.kid.num_subsets, 1),
+    ):
+        if value < least:
+            raise LiverGanError(f"eval.{option}={value} must be at least {least}")
+
+
 def select_real_images(dataset: PreparedDataset, real_pool: RealPool, max_real: int) -> tuple[Tensor, Tensor]:
     """Images and labels of the pool, or a fixed random choice of ``max_real`` of them (in pool order)."""
     pools = {RealPool.train: [dataset.train], RealPool.val: [dataset.val], RealPool.both: [dataset.train, dataset.val]}
@@ -140,8 +150,6 @@ def select_real_images(dataset: PreparedDataset, real_pool: RealPool, max_real: 
             f"eval.fid.real_pool={real_pool.value} holds {len(images)} images; FID needs at least 2: "
             "use real_pool=train or both, or a larger dataset.val_fraction"
         )
-    if max_real < 2:
-        raise LiverGanError(f"eval.fid.max_real={max_real} must be at least 2")
     if len(images) > max_real:
         chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(REAL_SELECTION_SEED))
         chosen = chosen[:max_real].sort().values

@@ -43,8 +43,8 @@ from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.data.summary import write_dataset_summary
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
-from liver_gan.losses import discriminator_loss, generator_loss
-from liver_gan.metrics.evaluate import evaluate_generator
+from liver_gan.losses import check_loss_options, discriminator_loss, generator_loss
+from liver_gan.metrics.evaluate import check_eval_options, evaluate_generator
 from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
 from liver_gan.training.checkpoint import (
     build_gan,
@@ -172,7 +172,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     device = resolve_device(cfg.trainer.device)
     check_trainer_options(cfg, device)
+    check_loss_options(cfg.loss)
     if cfg.eval.enabled:
+        check_eval_options(cfg.eval)
         check_weights_available(cfg.eval.fid.weights)
     resume_from = resume_checkpoint(str(cfg.trainer.resume), run_dir)
     seed_everything(cfg.seed, cfg.trainer.deterministic)
