@@ -146,9 +146,14 @@ def collect_jobs(root: Path) -> List[JobResult]:
     return sorted((read_job(job_dir, root) for job_dir in job_dirs), key=ranking_key)
 
 
+def override_keys(jobs: List[JobResult]) -> List[str]:
+    """Every key any job overrides, in first-seen order."""
+    return list(dict.fromkeys(key for job in jobs for key in job.overrides))
+
+
 def split_overrides(jobs: List[JobResult]) -> Tuple[List[str], Dict[str, str]]:
     """(keys whose value differs between jobs, {key: value} shared by every job)."""
-    keys = list(dict.fromkeys(key for job in jobs for key in job.overrides))
+    keys = override_keys(jobs)
     common = {}
     for key in keys:
         values = {job.overrides.get(key) for job in jobs}
@@ -169,11 +174,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _rows(jobs: List[JobResult], override_keys: List[str], metrics: List[str]) -> Iterator[List[Any]]:
+def _rows(jobs: List[JobResult], keys: List[str], metrics: List[str]) -> Iterator[List[Any]]:
     for job in jobs:
         yield (
             [job.name, job.status.value]
-            + [job.overrides.get(key) for key in override_keys]
+            + [job.overrides.get(key) for key in keys]
             + [job.metrics.get(column) for column in metrics]
             + [job.detail]
         )
@@ -181,12 +186,12 @@ def _rows(jobs: List[JobResult], override_keys: List[str], metrics: List[str]) -
 
 def format_csv(jobs: List[JobResult]) -> str:
     """Every override key and metric as its own column, values unrounded."""
-    override_keys = list(dict.fromkeys(key for job in jobs for key in job.overrides))
+    keys = override_keys(jobs)
     metrics = metric_columns(jobs)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["job", "status", *override_keys, *metrics, "detail"])
-    writer.writerows(_rows(jobs, override_keys, metrics))
+    writer.writerow(["job", "status", *keys, *metrics, "detail"])
+    writer.writerows(_rows(jobs, keys, metrics))
     return buffer.getvalue()
 
 
