@@ -14,27 +14,28 @@ from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tiny_gan import save_tiny_checkpoint, tiny_phantom_overrides
 
+from liver_gan.config import SyntheticClasses
 from liver_gan.data.dataset import SliceSet
 from liver_gan.data.labels import HEALTHY, TUMOR
-from liver_gan.errors import LiverGanError
-from liver_gan.utility.arms import (
+from liver_gan.downstream.arms import (
     arm_training_set,
     compare_with_real_only,
     conditional_source,
+    load_synthetic_source,
     run_arms,
     summarise,
     synthetic_labels,
     utility_arms,
 )
-from liver_gan.utility.config import SyntheticClasses, register_utility_configs
-from liver_gan.utility.metrics import METRICS, classification_metrics, roc_auc
+from liver_gan.downstream.classification import METRICS, classification_metrics, roc_auc
+from liver_gan.downstream.report import classification_dataset
+from liver_gan.errors import LiverGanError
 
 FAST_CLASSIFIER = ["classifier.epochs=1", "classifier.batch_size=16", "classifier.model.channels=[4,8]"]
 
 
 @pytest.fixture
 def compose_utility(compose_config: Callable[..., DictConfig]) -> Callable[..., DictConfig]:
-    register_utility_configs()
     return lambda overrides: compose_config(overrides, config_name="utility")
 
 
@@ -99,8 +100,6 @@ def test_a_difference_within_the_seed_spread_is_not_significant() -> None:
 def test_the_three_arms_run_on_a_tiny_phantom(
     conditional_run: Path, compose_utility: Callable[..., DictConfig]
 ) -> None:
-    from liver_gan.cli.utility import classification_dataset, load_synthetic_source
-
     cfg = compose_utility([f"generator={conditional_run}", "device=cpu", *FAST_CLASSIFIER])
     source, train_cfg, _ = load_synthetic_source(cfg, torch.device("cpu"))
     dataset = classification_dataset(train_cfg)
@@ -131,8 +130,6 @@ def test_an_unconditional_generator_is_refused_as_generator(
 def test_per_class_generators_must_share_the_patient_split(
     tmp_path: Path, compose_config: Callable[..., DictConfig], compose_utility: Callable[..., DictConfig]
 ) -> None:
-    from liver_gan.cli.utility import load_synthetic_source
-
     base = tiny_phantom_overrides(tmp_path)
     tumor = save_tiny_checkpoint(compose_config, tmp_path / "tumor", base + ["dataset.subset=tumor"])
     healthy = save_tiny_checkpoint(compose_config, tmp_path / "healthy", base + ["dataset.subset=healthy"])

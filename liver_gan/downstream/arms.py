@@ -14,20 +14,21 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from liver_gan.config import Subset, SyntheticClasses
 from liver_gan.data.dataset import SliceSet
 from liver_gan.data.labels import HEALTHY, TUMOR
+from liver_gan.downstream.classification import METRICS, classification_metrics, train_classifier, tumor_probabilities
 from liver_gan.errors import LiverGanError
 from liver_gan.sampling import balanced_labels, generate
-from liver_gan.utility.classifier import train_classifier, tumor_probabilities
-from liver_gan.utility.config import SyntheticClasses
-from liver_gan.utility.metrics import METRICS, classification_metrics
+from liver_gan.training.checkpoint import load_generator
 
 MIN_SEEDS = 3
 
@@ -70,6 +71,40 @@ def per_class_source(tumor_generator: nn.Module, healthy_generator: nn.Module, d
         return images
 
     return sample
+
+
+def load_synthetic_source(cfg: DictConfig, device: torch.device) -> tuple[SyntheticSource, DictConfig, dict[str, str]]:
+    """The synthetic slices' source, the GAN's training config, and the generators used."""
+    if cfg.generator is not None:
+        if cfg.tumor_generator is not None or cfg.healthy_generator is not None:
+            raise LiverGanError("give either generator= (conditional) or tumor_generator= and healthy_generator=, not both")
+        generator, train_cfg = load_generator(Path(cfg.generator), device)
+        return conditional_source(generator, device), train_cfg, {"generator": cfg.generator}
+    if cfg.tumor_generator is None or cfg.healthy_generator is None:
+        raise LiverGanError(
+            "generator=RUN_DIR_OR_PT (a conditional model) or both tumor_generator= and healthy_generator= are required"
+        )
+    tumor, tumor_cfg = load_generator(Path(cfg.tumor_generator), device)
+    healthy, healthy_cfg = load_generator(Path(cfg.healthy_generator), device)
+    _check_per_class_pair(tumor_cfg, healthy_cfg)
+    generators = {"tumor_generator": cfg.tumor_generator, "healthy_generator": cfg.healthy_generator}
+    return per_class_source(tumor, healthy, device), tumor_cfg, generators
+
+
+def _check_per_class_pair(tumor_cfg: DictConfig, healthy_cfg: DictConfig) -> None:
+    """Both runs must come from the same data and patient split, each on its own class."""
+    for name, train_cfg, subset in (("tumor_generator", tumor_cfg, Subset.tumor), ("healthy_generator", healthy_cfg, Subset.healthy)):
+        if train_cfg.model.conditional or Subset(train_cfg.dataset.subset) != subset:
+            raise LiverGanError(f"{name} must be an unconditional run trained with dataset.subset={subset.value}")
+    without_subset = [
+        {**OmegaConf.to_container(train_cfg.dataset), "subset": None, "seed": train_cfg.seed}
+        for train_cfg in (tumor_cfg, healthy_cfg)
+    ]
+    if without_subset[0] != without_subset[1]:
+        raise LiverGanError(
+            "tumor_generator and healthy_generator were trained on different data, resolution or seed (patient split); "
+            "train both with the same dataset.* and seed"
+        )
 
 
 def synthetic_labels(real_labels: Tensor, count: int, classes: SyntheticClasses) -> Tensor:

@@ -1,0 +1,125 @@
+"""The downstream-utility report: the real splits, every arm's metrics, the caveats, and how they
+are written (``utility.json``, TensorBoard scalars, a terminal table)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+
+from liver_gan.atomic import atomic_write_json
+from liver_gan.config import RealPool, Subset
+from liver_gan.data.dataset import PreparedDataset, SliceSet
+from liver_gan.data.labels import TUMOR
+from liver_gan.downstream.arms import load_synthetic_source, run_arms
+from liver_gan.downstream.classification import METRICS
+from liver_gan.errors import LiverGanError
+from liver_gan.training.checkpoint import run_dataset
+
+UTILITY_FILE = "utility.json"
+SIGNIFICANCE_RULE = (
+    "a difference from the real-only arm is flagged not significant (n.s.) when "
+    "|mean_arm - mean_real_only| < std_arm + std_real_only (sample std over the seeds)"
+)
+
+
+def classification_dataset(train_cfg: DictConfig) -> PreparedDataset:
+    """The GAN's dataset over both classes; the GAN's seed gives the GAN's own patient split."""
+    return run_dataset(train_cfg, subset=Subset.all.value)
+
+
+def split_counts(slices: SliceSet) -> dict[str, int]:
+    num_tumor = int((slices.labels == TUMOR).sum())
+    return {
+        "patients": int(slices.patient_ids.unique().numel()),
+        "slices": len(slices),
+        "tumor_slices": num_tumor,
+        "healthy_slices": len(slices) - num_tumor,
+    }
+
+
+def honesty_warnings(train_cfg: DictConfig, validation: dict[str, int]) -> list[str]:
+    warnings = []
+    if RealPool(train_cfg.eval.fid.real_pool) is not RealPool.train:
+        warnings.append(
+            f"the GAN's FID used eval.fid.real_pool={train_cfg.eval.fid.real_pool}: if this checkpoint was picked by "
+            "that FID, the validation slices helped choose the GAN and the results are optimistic"
+        )
+    if validation["patients"] < 5:
+        warnings.append(
+            f"only {validation['patients']} validation patients: slices of one patient are correlated, "
+            "so the effective sample size is small"
+        )
+    return warnings
+
+
+def _cell(arm: dict[str, Any], metric: str) -> str:
+    summary = arm["metrics"][metric]
+    text = f"{summary['mean']:.3f} ± {summary['std']:.3f}"
+    if "vs_real_only" in arm:
+        comparison = arm["vs_real_only"][metric]
+        text += f" ({comparison['delta']:+.3f}{'' if comparison['significant'] else ' n.s.'})"
+    return text
+
+
+def format_utility_table(report: dict[str, Any]) -> str:
+    validation, training = report["validation"], report["training"]
+    lines = [
+        f"tested on the real validation split: {validation['patients']} patients, {validation['slices']} slices "
+        f"({validation['tumor_slices']} tumor, {validation['healthy_slices']} healthy)",
+        f"real training split: {training['patients']} patients, {training['slices']} slices; "
+        f"mean ± std over seeds {report['seeds']}",
+        f"(±x.xxx) = difference from real only; n.s. = {SIGNIFICANCE_RULE.split(' when ')[1]}",
+        "",
+        f"{'arm':<26}{'real+synth':>12}  " + "".join(f"{metric:<30}" for metric in METRICS),
+    ]
+    for arm in report["arms"].values():
+        counts = f"{arm['num_real']}+{arm['num_synthetic']}"
+        lines.append(f"{arm['title']:<26}{counts:>12}  " + "".join(f"{_cell(arm, metric):<30}" for metric in METRICS))
+    lines += [f"warning: {warning}" for warning in report["warnings"]]
+    return "\n".join(lines)
+
+
+def write_tensorboard(log_dir: Path, report: dict[str, Any]) -> None:
+    """Per arm and metric, the per-seed values (step = seed) and the mean; the table as text."""
+    with SummaryWriter(str(log_dir)) as writer:
+        for name, arm in report["arms"].items():
+            for metric, summary in arm["metrics"].items():
+                for seed, value in zip(report["seeds"], summary["values"]):
+                    writer.add_scalar(f"{name}/{metric}", value, global_step=seed)
+                writer.add_scalar(f"{name}/{metric}_mean", summary["mean"])
+        writer.add_text("utility", f"```\n{format_utility_table(report)}\n```")
+
+
+def utility_report(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
+    """Train and test every arm of ``cfg`` (a ``UtilityConfig``); the report ``utility.json`` holds."""
+    source, train_cfg, generators = load_synthetic_source(cfg, device)
+    dataset = classification_dataset(train_cfg)
+    validation = split_counts(dataset.val)
+    if validation["tumor_slices"] == 0 or validation["healthy_slices"] == 0:
+        raise LiverGanError(
+            f"the real validation split has {validation['tumor_slices']} tumor and {validation['healthy_slices']} healthy "
+            "slices; both are needed: train the GAN with a larger dataset.val_fraction"
+        )
+    return {
+        "generators": generators,
+        "dataset": {"name": train_cfg.dataset.name, "key": dataset.key, "resolution": dataset.resolution, "split_seed": train_cfg.seed},
+        "validation": validation,
+        "training": split_counts(dataset.train),
+        "seeds": list(cfg.seeds),
+        "ratios": list(cfg.ratios),
+        "synthetic_classes": cfg.synthetic_classes.value,
+        "classifier": OmegaConf.to_container(cfg.classifier, resolve=True),
+        "significance_rule": SIGNIFICANCE_RULE,
+        "warnings": honesty_warnings(train_cfg, validation),
+        "arms": run_arms(dataset.train, dataset.val, source, cfg, device),
+    }
+
+
+def write_report(report: dict[str, Any], run_dir: Path) -> None:
+    """``utility.json`` (atomically) and the TensorBoard scalars under ``run_dir/tb``."""
+    atomic_write_json(run_dir / UTILITY_FILE, report)
+    write_tensorboard(run_dir / "tb", report)
