@@ -13,8 +13,8 @@ import torch
 from omegaconf import DictConfig
 
 from liver_gan.cli.evaluate import main as eval_main
+from liver_gan.images import write_png_folder
 from liver_gan.metrics import evaluate
-from liver_gan.metrics.image_folder import write_png_folder
 from liver_gan.metrics.inception import FID_WEIGHTS_NAME, FeatureExtractor
 from test_fid import PooledPixels, blobs
 from tiny_gan import save_tiny_checkpoint, tiny_phantom_overrides

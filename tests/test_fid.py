@@ -18,15 +18,16 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from pytorch_fid.fid_score import calculate_frechet_distance
 from torch import Tensor, nn
+from torchvision.utils import save_image
 
 from liver_gan.config import EvalConfig, FIDConfig, KIDConfig, RealPool, Subset
 from liver_gan.data.dataset import PreparedDataset, SliceSet
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.errors import LiverGanError
+from liver_gan.images import read_image_folder, to_uint8, write_png_folder
 from liver_gan.metrics import evaluate
 from liver_gan.metrics.evaluate import evaluate_generator, matching_labels, select_real_images
 from liver_gan.metrics.fid import feature_statistics, frechet_distance
-from liver_gan.metrics.image_folder import read_image_folder, to_uint8, write_png_folder
 from liver_gan.metrics.inception import (
     FID_WEIGHTS_NAME,
     FeatureExtractor,
@@ -124,6 +125,18 @@ def test_saved_pngs_hold_exactly_the_levels_inception_sees(tmp_path: Path) -> No
 def test_quantisation_rounds_to_the_nearest_8_bit_level() -> None:
     levels = to_uint8(torch.tensor([-1.0, -2.0, 1.0, 3.0, 0.0, 2 * 100.4 / 255 - 1, 2 * 100.6 / 255 - 1]))
     assert levels.tolist() == [0, 0, 255, 255, 128, 100, 101]
+
+
+def test_quantisation_is_torchvision_save_image_also_at_half_levels(tmp_path: Path) -> None:
+    """The PNG of a sample grid (save_image) and of a sample folder hold the same levels, also for
+    values exactly halfway between two levels, which round up (round() would go to the even one)."""
+    halfway = torch.tensor([-1 + (2 * level + 1) / 255 for level in range(255)])
+    halfway = halfway[halfway.add(1).div(2).mul(255).remainder(1) == 0.5]
+    assert len(halfway) > 10
+    images = torch.cat([halfway, torch.linspace(-1.2, 1.2, 4096)]).reshape(1, 1, 1, -1)
+    save_image(images, tmp_path / "grid.png", normalize=True, value_range=(-1, 1))
+    saved = torch.from_numpy(np.array(Image.open(tmp_path / "grid.png")))[..., 0]
+    assert torch.equal(to_uint8(images)[0, 0], saved)
 
 
 def test_image_folders_of_mixed_sizes_are_refused(tmp_path: Path) -> None:

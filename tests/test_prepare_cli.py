@@ -16,8 +16,9 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from liver_gan.data.dataset import prepare_dataset
-from liver_gan.data.export import export_imagefolder, to_8bit
+from liver_gan.data.export import export_imagefolder
 from liver_gan.data.summary import format_summary_table
+from liver_gan.images import to_uint8
 
 PREPARE = shutil.which("liver-gan-prepare", path=str(Path(sys.executable).parent))
 
@@ -96,5 +97,5 @@ def test_export_keeps_only_the_subset_classes(tmp_path: Path, compose_config: Ca
     with Image.open(folder / "train" / "tumor" / first) as image:
         pixels = np.asarray(image)
     assert pixels.dtype == np.uint8
-    np.testing.assert_array_equal(pixels, to_8bit(prepared.train.images[0, 0]).numpy())
+    np.testing.assert_array_equal(pixels, to_uint8(prepared.train.images[0, 0]).numpy())
     assert not [path for path in tmp_path.iterdir() if path.name.endswith(".tmp")]

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from liver_gan.cli.sample import main as sample_main
-from liver_gan.metrics.image_folder import to_uint8
+from liver_gan.images import to_uint8
 from tiny_gan import save_tiny_checkpoint, tiny_phantom_overrides
 
 

@@ -12,35 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import hydra
 import numpy as np
 import torch
-from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from liver_gan.atomic import atomic_write
-from liver_gan.cli import CONFIG_DIR, report_user_errors
+from liver_gan.cli import report_user_errors, run_hydra_app
 from liver_gan.data.labels import CLASS_NAMES
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
-from liver_gan.metrics.image_folder import write_png_folder
+from liver_gan.images import write_png_folder
 from liver_gan.metrics.memorisation import reject_memorised, validation_threshold
 from liver_gan.sampling import generate
 from liver_gan.training.checkpoint import load_generator, run_dataset
-
-
-@dataclass
-class SampleConfig:
-    checkpoint: str = MISSING  # a run dir (uses checkpoints/last.pt) or a .pt file
-    num_samples: int = 64  # per class for a conditional model
-    seed: int = 0
-    out: Optional[str] = None  # default: the Hydra run dir
-    batch_size: int = 256
-    device: str = "auto"
-    reject_memorised: bool = False  # drop samples nearer a training slice than memorisation_threshold
-    memorisation_threshold: Optional[float] = None  # pixel RMS distance in [-1, 1] units; None: the val baseline
 
 
 @dataclass(frozen=True)
@@ -49,10 +35,6 @@ class MemorisationFilter:
 
     train_images: Tensor
     threshold: float
-
-
-def register_sample_config() -> None:
-    ConfigStore.instance().store(name="sample_schema", node=SampleConfig)
 
 
 def memorisation_filter(cfg: DictConfig, train_cfg: DictConfig) -> MemorisationFilter:
@@ -119,11 +101,5 @@ def sample(cfg: DictConfig) -> None:
         print(f"{len(images)} images of {images.shape[-2]}x{images.shape[-1]}: {out / name}/ and {out / name}.npy")
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="sample", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> None:
-    sample(cfg)
-
-
 def main() -> None:
-    register_sample_config()
-    _hydra_main()
+    run_hydra_app(sample, "sample")

@@ -23,10 +23,10 @@ from liver_gan.atomic import atomic_write_json
 from liver_gan.cli import report_user_errors
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
-from liver_gan.metrics.image_folder import to_uint8
+from liver_gan.images import read_image_folder, to_uint8
 from liver_gan.sampling import balanced_labels, generate
 from liver_gan.training.checkpoint import load_generator, run_dataset
-from liver_gan.vtt.page import Upscaling, VisualTuringTest, read_slice_folder, write_visual_turing_test
+from liver_gan.vtt.page import Upscaling, VisualTuringTest, write_visual_turing_test
 from liver_gan.vtt.scoring import format_score, load_answers, load_key, score_answers
 
 
@@ -62,7 +62,7 @@ def choose(images: Tensor, count: int, seed: int, what: str) -> Tensor:
 
 
 def folder_slices(directory: Path, count: int, seed: int) -> Tensor:
-    return choose(read_slice_folder(directory), count, seed, str(directory))
+    return choose(read_image_folder(directory, mode="L"), count, seed, str(directory))
 
 
 def slices_from_folders(args: argparse.Namespace, num_real: int, num_fake: int) -> tuple[Tensor, Tensor, dict[str, str]]:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from PIL import Image
-
 from liver_gan.atomic import atomic_directory, build_lock
 from liver_gan.data.dataset import PreparedDataset, SliceSet
 from liver_gan.data.labels import CLASS_NAMES, SUBSET_CLASSES
+from liver_gan.images import save_png, to_uint8
 
 
 def export_imagefolder(dataset: PreparedDataset, directory: Path) -> Path:
@@ -25,12 +23,7 @@ def export_imagefolder(dataset: PreparedDataset, directory: Path) -> Path:
 
 
 def _write_pngs(slices: SliceSet, directory: Path) -> None:
-    pixels = to_8bit(slices.images[:, 0]).numpy()
+    pixels = to_uint8(slices.images[:, 0])
     rows = zip(pixels, slices.labels.tolist(), slices.patient_ids.tolist(), slices.slice_indices.tolist())
     for image, label, patient, slice_index in rows:
-        Image.fromarray(image).save(directory / CLASS_NAMES[label] / f"p{patient}_s{slice_index}.png")
-
-
-def to_8bit(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> uint8 levels, rounded as torchvision's ``save_image`` rounds."""
-    return (images + 1).mul(127.5).add(0.5).clamp(0, 255).to(torch.uint8)
+        save_png(image, directory / CLASS_NAMES[label] / f"p{patient}_s{slice_index}.png")

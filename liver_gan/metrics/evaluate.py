@@ -21,9 +21,9 @@ from liver_gan.config import EvalConfig, KIDConfig, RealPool
 from liver_gan.data.dataset import PreparedDataset
 from liver_gan.data.labels import CLASS_NAMES
 from liver_gan.errors import LiverGanError
+from liver_gan.images import read_image_folder, write_png_folder
 from liver_gan.metrics.fid import frechet_distance
 from liver_gan.metrics.fidelity import fidelity_report
-from liver_gan.metrics.image_folder import read_image_folder, write_png_folder
 from liver_gan.metrics.inception import FeatureExtractor, load_feature_extractor
 from liver_gan.metrics.kid import kernel_inception_distance
 from liver_gan.metrics.reference import ReferenceKey, ReferenceStatistics, pixels_sha256, reference_statistics

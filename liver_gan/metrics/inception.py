@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from liver_gan.errors import LiverGanError
-from liver_gan.metrics.image_folder import to_uint8
+from liver_gan.images import to_uint8
 
 log = logging.getLogger(__name__)
 

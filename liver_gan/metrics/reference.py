@@ -23,8 +23,8 @@ import numpy as np
 from torch import Tensor
 
 from liver_gan.atomic import atomic_directory, build_lock
+from liver_gan.images import to_uint8
 from liver_gan.metrics.fid import Statistics, feature_statistics
-from liver_gan.metrics.image_folder import to_uint8
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ glance, so give the key file to nobody who takes the test.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import random
 import secrets
@@ -23,14 +22,11 @@ from enum import Enum
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
 from torch import Tensor
 
 from liver_gan.atomic import atomic_write_json, atomic_write_text
 from liver_gan.errors import LiverGanError
-from liver_gan.metrics.image_folder import image_files
+from liver_gan.images import png_data_uri
 
 KEY_FORMAT = "liver-gan-vtt-key/1"
 PAGE_FILE = "vtt.html"
@@ -52,25 +48,6 @@ class VisualTuringTest:
     key: Path
     num_real: int
     num_fake: int
-
-
-def read_slice_folder(directory: Path) -> Tensor:
-    """A folder's images as 8-bit grayscale (N, 1, H, W), in file-name order."""
-    directory = Path(directory)
-    files = image_files(directory) if directory.is_dir() else []
-    if not files:
-        raise LiverGanError(f"{directory}: no PNG/JPEG images found; pass a folder of slice images")
-    arrays = [torch.from_numpy(np.array(Image.open(file).convert("L"))) for file in files]
-    if len({array.shape for array in arrays}) > 1:
-        raise LiverGanError(f"{directory}: images differ in size; give slices of one size")
-    return torch.stack(arrays).unsqueeze(1)
-
-
-def png_data_uri(pixels: Tensor) -> str:
-    """A (1, H, W) uint8 slice as a data:image/png;base64 URI."""
-    buffer = io.BytesIO()
-    Image.fromarray(pixels[0].numpy()).save(buffer, format="png")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def encode_truth(is_fake: list[bool]) -> tuple[str, str]:
@@ -128,7 +105,7 @@ def write_visual_turing_test(
     out_dir = Path(out_dir)
     page = out_dir / PAGE_FILE
     key = out_dir / KEY_FILE
-    atomic_write_text(page, render_page(test_id, [png_data_uri(image) for image, _ in slices], ids, display_size, upscaling))
+    atomic_write_text(page, render_page(test_id, [png_data_uri(image[0]) for image, _ in slices], ids, display_size, upscaling))
     atomic_write_json(
         key,
         {

@@ -1,0 +1,74 @@
+"""Slices as 8-bit image files: the one conversion from [-1, 1] to 8-bit levels, and every PNG
+the package writes or reads (sample folders, the ImageFolder export, FID's image folders, the
+visual Turing test).
+
+:func:`to_uint8` rounds as ``torchvision.utils.save_image`` does, so a PNG of a slice holds the
+levels that pytorch-fid's CLI reads from it, and the pixels fed to Inception are those levels:
+``python -m pytorch_fid real fake`` on saved folders measures the same images.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from pytorch_fid.fid_score import IMAGE_EXTENSIONS
+from torch import Tensor
+
+from liver_gan.atomic import atomic_directory, build_lock
+from liver_gan.errors import LiverGanError
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """Images in [-1, 1] as 8-bit levels, on the CPU: clipped, then floor(v * 255 + 0.5) of
+    v = (x + 1) / 2 in float32, the arithmetic of ``save_image(..., normalize=True, value_range=(-1, 1))``."""
+    return images.detach().float().cpu().clamp(-1, 1).add(1).div(2).mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
+
+
+def save_png(pixels: Tensor, path: Path | io.BytesIO) -> None:
+    """An (H, W) uint8 slice as an 8-bit grayscale PNG (one channel, not three)."""
+    Image.fromarray(pixels.numpy()).save(path, format="png")
+
+
+def png_data_uri(pixels: Tensor) -> str:
+    """An (H, W) uint8 slice as a data:image/png;base64 URI."""
+    buffer = io.BytesIO()
+    save_png(pixels, buffer)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def write_png_folder(images: Tensor, directory: Path) -> None:
+    """Write (N, 1, R, R) images in [-1, 1] as ``directory/00000.png``... (8-bit grayscale).
+
+    The folder appears complete or not at all, and replaces an earlier one.
+    """
+    pixels = to_uint8(images)
+    with build_lock(directory), atomic_directory(directory) as tmp:
+        for index, image in enumerate(pixels):
+            save_png(image[0], tmp / f"{index:05d}.png")
+
+
+def image_files(directory: Path) -> list[Path]:
+    """The files pytorch-fid's CLI would read from ``directory``, in its order."""
+    return sorted(file for extension in IMAGE_EXTENSIONS for file in Path(directory).glob(f"*.{extension}"))
+
+
+def read_image_folder(directory: Path, mode: str = "RGB") -> Tensor:
+    """All images of a folder as uint8 (N, C, H, W), converted by PIL to ``mode``: "RGB" (C = 3) as
+    pytorch-fid's CLI reads them, or "L" (C = 1) for grayscale slices."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise LiverGanError(f"{directory}: not a directory of images")
+    files = image_files(directory)
+    if not files:
+        raise LiverGanError(f"{directory}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    arrays = [np.array(Image.open(file).convert(mode)) for file in files]
+    sizes = {array.shape for array in arrays}
+    if len(sizes) > 1:
+        raise LiverGanError(f"{directory}: images differ in size {sorted(sizes)}; resize them to one size")
+    pixels = torch.from_numpy(np.stack(arrays))
+    return pixels.unsqueeze(1) if mode == "L" else pixels.permute(0, 3, 1, 2).contiguous()
