@@ -18,7 +18,7 @@ from liver_gan.config import register_configs
 DEFAULT_WORKDIR = Path("outputs/benchmarks")
 
 
-def compose_config(overrides: Sequence[str], config_name: str = "config") -> DictConfig:
+def compose_config(overrides: Sequence[str], config_name: str = "train") -> DictConfig:
     """The composed primary config (``config`` = liver-gan-train, ``prepare`` = liver-gan-prepare)."""
     register_configs()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

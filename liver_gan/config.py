@@ -1,15 +1,20 @@
 """Structured configs: the schema every YAML file under ``conf/`` is validated against.
 
 A mistyped override (``optimizer.lrr=1``) or a wrong type (``trainer.epochs=abc``) fails when
-Hydra composes the config, before any data is touched.  Each group's schema lives here and is
-registered in Hydra's ConfigStore by :func:`register_configs`; the YAML files hold the values.
+Hydra composes the config, before any data is touched.  Every tool's schema and every group's
+schema lives here and is registered in Hydra's ConfigStore by :func:`register_configs`; the YAML
+files hold the values.
+
+The group schemas are stored as top-level configs named ``<name>_schema``, outside every group, so
+that they are no options: ``conf/model/dcgan.yaml`` extends ``/dcgan_schema``, and
+``model=dcgan_schema`` does not compose.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -204,15 +209,90 @@ class PrepareConfig:
     export: Optional[str] = None  # imagefolder: also write train|val/healthy|tumor/*.png
 
 
+@dataclass
+class EvaluateConfig:
+    """``liver-gan-eval``: a checkpoint against its dataset, or two image folders."""
+
+    checkpoint: Optional[str] = None  # a run dir (uses checkpoints/last.pt) or a .pt file
+    real: Optional[str] = None  # with fake: two image folders instead of a checkpoint
+    fake: Optional[str] = None
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0  # noise of the generated images and KID subsets
+    device: str = "auto"
+
+
+@dataclass
+class SampleConfig:
+    """``liver-gan-sample``: PNGs and a .npy stack from a trained generator."""
+
+    checkpoint: str = MISSING  # a run dir (uses checkpoints/last.pt) or a .pt file
+    num_samples: int = 64  # per class for a conditional model
+    seed: int = 0
+    out: Optional[str] = None  # default: the Hydra run dir
+    batch_size: int = 256
+    device: str = "auto"
+    reject_memorised: bool = False  # drop samples nearer a training slice than memorisation_threshold
+    memorisation_threshold: Optional[float] = None  # pixel RMS distance in [-1, 1] units; None: the val baseline
+
+
+class SyntheticClasses(str, Enum):
+    matched = "matched"  # the class proportions of the real training slices
+    balanced = "balanced"  # as many healthy as tumor slices
+
+
+@dataclass
+class ClassifierConfig:
+    """The healthy-vs-tumor classifier and how it is trained; the same for every arm and seed.
+
+    ``model`` is instantiated with ``resolution=R`` and must map (N, 1, R, R) images in [-1, 1] to
+    (N,) tumor logits, so a user's own network drops in with its own ``_target_`` and arguments.
+    """
+
+    model: Any = MISSING
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    horizontal_flip: bool = True
+    vertical_flip: bool = False
+
+
+@dataclass
+class UtilityConfig:
+    """``liver-gan-utility``: a conditional ``generator``, or a ``tumor_generator`` and a ``healthy_generator``."""
+
+    generator: Optional[str] = None
+    tumor_generator: Optional[str] = None
+    healthy_generator: Optional[str] = None
+    classifier: ClassifierConfig = MISSING
+    ratios: List[float] = field(default_factory=lambda: [0.5, 1.0])  # synthetic / real training slices
+    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    synthetic_classes: SyntheticClasses = SyntheticClasses.matched
+    device: str = "auto"
+
+
+# Each tool's primary config (conf/<tool>.yaml) extends <tool>_schema; each group's YAML files
+# extend /<name>_schema.
+SCHEMAS: dict[str, type] = {
+    "train_schema": TrainConfig,
+    "prepare_schema": PrepareConfig,
+    "sample_schema": SampleConfig,
+    "evaluate_schema": EvaluateConfig,
+    "utility_schema": UtilityConfig,
+    "dataset_schema": DatasetConfig,
+    "mlp_schema": MLPConfig,
+    "dcgan_schema": DCGANConfig,
+    "optimizer_schema": OptimizerConfig,
+    "loss_schema": LossConfig,
+    "eval_schema": EvalConfig,
+    "trainer_schema": TrainerConfig,
+    "classifier_schema": ClassifierConfig,
+}
+
+
 def register_configs() -> None:
-    """Register every schema; called once by each entry point before Hydra composes."""
+    """Register every schema; each tool (``liver_gan.cli.run_hydra_app``) calls it before Hydra composes."""
     store = ConfigStore.instance()
-    store.store(name="train_schema", node=TrainConfig)
-    store.store(name="prepare_schema", node=PrepareConfig)
-    store.store(group="dataset", name="base_dataset", node=DatasetConfig)
-    store.store(group="model", name="base_mlp", node=MLPConfig)
-    store.store(group="model", name="base_dcgan", node=DCGANConfig)
-    store.store(group="optimizer", name="base_optimizer", node=OptimizerConfig)
-    store.store(group="loss", name="base_loss", node=LossConfig)
-    store.store(group="eval", name="base_eval", node=EvalConfig)
-    store.store(group="trainer", name="base_trainer", node=TrainerConfig)
+    for name, schema in SCHEMAS.items():
+        store.store(name=name, node=schema)
+

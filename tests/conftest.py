@@ -73,10 +73,10 @@ def fid_weights(isolated_torch_home: Path) -> Path:
 
 @pytest.fixture
 def compose_config() -> Callable[..., DictConfig]:
-    """Compose a primary config (``config`` = training) with overrides, as the CLI would."""
+    """Compose a primary config (``train`` = training) with overrides, as the CLI would."""
     register_configs()
 
-    def _compose(overrides: List[str] | None = None, config_name: str = "config") -> DictConfig:
+    def _compose(overrides: List[str] | None = None, config_name: str = "train") -> DictConfig:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             return compose(config_name=config_name, overrides=list(overrides or []), return_hydra_config=True)
 

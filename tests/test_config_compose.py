@@ -3,6 +3,9 @@ override fails at composition, in the compose API and in the CLI, before any dat
 
 from __future__ import annotations
 
+import importlib
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +18,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
+import liver_gan
 from liver_gan.cli import CONFIG_DIR
 from liver_gan.config import (
+    SCHEMAS as REGISTERED_SCHEMAS,
     DatasetConfig,
     EvalConfig,
     LossConfig,
@@ -40,19 +45,14 @@ SCHEMAS = {
 
 def group_options() -> List[Tuple[str, str]]:
     """(group, option) for every group of the training config's defaults list and every option Hydra
-    finds for it (conf/ files and ConfigStore entries alike), less the ``base_*`` schemas that the
-    YAML files extend.  Groups of other apps' primary configs (e.g. ``classifier``) are theirs."""
+    finds for it (conf/ files and ConfigStore entries alike).  Groups of other apps' primary configs
+    (e.g. ``classifier``) are theirs."""
     register_configs()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        choices = compose("config", return_hydra_config=True).hydra.runtime.choices
+        choices = compose("train", return_hydra_config=True).hydra.runtime.choices
         loader = GlobalHydra.instance().config_loader()
         groups = sorted(group for group in choices if not group.startswith("hydra/"))
-        return [
-            (group, option)
-            for group in groups
-            for option in loader.get_group_options(group)
-            if not option.startswith("base_")
-        ]
+        return [(group, option) for group in groups for option in loader.get_group_options(group)]
 
 
 OPTIONS = group_options()
@@ -68,7 +68,7 @@ def test_the_enumeration_finds_the_documented_groups() -> None:
     assert {("model", "mlp"), ("model", "dcgan"), ("optimizer", "adam"), ("optimizer", "adamw")} <= found
     assert {("loss", "bce"), ("loss", "nonsaturating"), ("loss", "hinge"), ("eval", "fid")} <= found
     assert {("experiment", "thesis"), ("experiment", "conditional_dcgan"), ("debug", "smoke")} <= found
-    assert not [option for _, option in OPTIONS if option.startswith("base_")]
+    assert not [option for _, option in OPTIONS if option.startswith("base_") or option.endswith("_schema")]
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
@@ -120,3 +120,78 @@ def test_a_mistyped_override_fails_in_the_cli_before_any_dataset_build(tmp_path:
     assert result.returncode != 0
     assert "lrr" in result.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+# The internal schemas: their names before the registry (base_*) and now (*_schema), each under the
+# group whose YAML files extend it; (group, name, the primary config that reads the group).
+INTERNAL_SCHEMAS = [
+    *[(group, f"base_{name}", "train") for group, name in [
+        ("dataset", "dataset"), ("model", "mlp"), ("model", "dcgan"), ("optimizer", "optimizer"),
+        ("loss", "loss"), ("eval", "eval"), ("trainer", "trainer"),
+    ]],
+    ("classifier", "base_classifier", "utility"),
+    *[(group, f"{name}_schema", "train") for group, name in [
+        ("dataset", "dataset"), ("model", "mlp"), ("model", "dcgan"), ("optimizer", "optimizer"),
+        ("loss", "loss"), ("eval", "eval"), ("trainer", "trainer"),
+    ]],
+    ("classifier", "classifier_schema", "utility"),
+]
+
+
+@pytest.mark.parametrize(("group", "name", "tool"), INTERNAL_SCHEMAS, ids=[f"{g}={n}" for g, n, _ in INTERNAL_SCHEMAS])
+def test_internal_schemas_are_no_options(compose_config: Callable[..., DictConfig], group: str, name: str, tool: str) -> None:
+    with pytest.raises(ConfigCompositionException, match="Could not find"):
+        compose_config([f"{group}={name}"], config_name=tool)
+
+
+TOOL_CONFIGS = ("train", "prepare", "sample", "evaluate", "utility")
+COMPOSE_EVERY_SCHEMA = """
+import json
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+import liver_gan
+from liver_gan.cli import CONFIG_DIR
+from liver_gan.config import SCHEMAS, register_configs
+
+register_configs()
+with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    names = [*SCHEMAS, *TOOLS]
+    print(json.dumps({name: OmegaConf.get_type(compose(name)).__name__ for name in names}))
+"""
+
+
+def test_every_schema_and_tool_config_composes_through_register_configs_alone() -> None:
+    """In a fresh interpreter, so that nothing registered by an earlier test helps."""
+    script = COMPOSE_EVERY_SCHEMA.replace("TOOLS", repr(TOOL_CONFIGS))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    types = json.loads(result.stdout.splitlines()[-1])
+    assert {name: types[name] for name in REGISTERED_SCHEMAS} == {
+        name: schema.__name__ for name, schema in REGISTERED_SCHEMAS.items()
+    }
+    assert {tool: types[tool] for tool in TOOL_CONFIGS} == {
+        tool: REGISTERED_SCHEMAS[f"{tool}_schema"].__name__ for tool in TOOL_CONFIGS
+    }
+
+
+# Groups whose files are presets of other groups' keys (@package _global_) or Hydra plugins' options.
+PRESET_GROUPS = {"experiment", "debug", "hparams_search", "hydra"}
+CODE_COMMENT = re.compile(r"^# Code: .*?(liver_gan/[\w/]+\.py)", re.M)
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(path for path in Path(CONFIG_DIR).glob("*/*.yaml") if path.parent.name not in PRESET_GROUPS),
+    ids=lambda path: f"{path.parent.name}/{path.name}",
+)
+def test_each_group_yaml_names_its_code(path: Path) -> None:
+    """A ``_target_`` that imports, or a ``# Code: liver_gan/<module>.py`` comment naming a module that exists."""
+    text = path.read_text()
+    targets = re.findall(r"^\s*_target_: ([\w.]+)", text, re.M)
+    for target in targets:
+        module, _, attribute = target.rpartition(".")
+        assert hasattr(importlib.import_module(module), attribute), target
+    comment = CODE_COMMENT.search(text)
+    assert targets or comment, f"{path} names no code"
+    if comment:
+        assert (Path(liver_gan.__file__).parents[1] / comment.group(1)).is_file(), comment.group(1)

@@ -19,7 +19,7 @@ from tiny_gan import tiny_phantom_overrides
 
 import liver_gan.training.loop as loop
 from liver_gan.cli import CONFIG_DIR
-from liver_gan.cli.train import main as train_task
+from liver_gan.cli.train import train_task
 from liver_gan.config import register_configs
 from liver_gan.training.checkpoint import load_checkpoint
 from liver_gan.training.loop import TrainingDiverged, train
@@ -32,7 +32,7 @@ def compose_run(data_dir: Path, *overrides: str) -> DictConfig:
     register_configs()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(
-            "config",
+            "train",
             overrides=[
                 *tiny_phantom_overrides(data_dir),
                 "trainer.device=cpu",

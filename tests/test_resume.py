@@ -35,7 +35,7 @@ def train_config(data_dir: Path, *overrides: str) -> DictConfig:
     register_configs()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(
-            "config",
+            "train",
             overrides=[
                 *tiny_phantom_overrides(data_dir),
                 "loss=wgan_gp",  # its penalty draws random interpolation weights every step

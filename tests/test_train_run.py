@@ -58,7 +58,7 @@ def train_config(data_dir: Path, *overrides: str) -> DictConfig:
         run = [override for override in run if not override.startswith("model")]
     register_configs()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("config", overrides=[*run, *overrides])
+        return compose("train", overrides=[*run, *overrides])
 
 
 def scalars(accumulator: EventAccumulator, tag: str) -> list[Tuple[int, float]]:

@@ -1,4 +1,4 @@
-"""Console entry points; each is a thin Hydra app over the library."""
+"""Console entry points; each is a thin Hydra (or argparse) app over the library."""
 
 from __future__ import annotations
 
@@ -7,12 +7,48 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+import hydra
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf
+
+from liver_gan.config import register_configs
 from liver_gan.errors import LiverGanError
 
-# conf/ sits beside the package in the source tree (installs are editable: pip install -e .).
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-
 Task = TypeVar("Task", bound=Callable[..., Any])
+
+
+def config_dir() -> Path:
+    """The shipped ``liver_gan/conf`` of an installed wheel, else the checkout's top-level ``conf/``.
+
+    ``conf/`` has one source, the checkout's top level; building a wheel copies it into the package
+    (see setup.py), while an editable install or ``PYTHONPATH`` reads it in place.
+    """
+    package = Path(__file__).resolve().parents[1]
+    shipped = package / "conf"
+    return shipped if shipped.is_dir() else package.parent / "conf"
+
+
+CONFIG_DIR = str(config_dir())
+
+
+def group_options(choices: DictConfig) -> str:
+    """The help text's list of config groups: the groups this tool's config reads (its
+    ``hydra.runtime.choices``, Hydra's own left out), each with every option Hydra can find,
+    user --config-dir presets included, and the current choice starred."""
+    loader = GlobalHydra.instance().config_loader()
+    lines = []
+    for group in sorted(group for group in choices if not group.startswith("hydra/")):
+        options = [f"{option}*" if option == choices[group] else option for option in loader.get_group_options(group)]
+        lines.append(f"  {group}: {', '.join(options)}")
+    return "\n".join(lines) if lines else "  (none: override the keys below)"
+
+
+def run_hydra_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
+    """Every Hydra tool starts the same way: register the schemas, compose ``conf/<config_name>.yaml``
+    with the command line, and run ``task`` on it."""
+    register_configs()
+    OmegaConf.register_new_resolver("group_options", group_options, replace=True)
+    hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")(task)()
 
 
 def report_user_errors(task: Task) -> Task:

@@ -9,37 +9,19 @@ Prints a table and writes ``<run dir>/eval.json``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-import hydra
 import torch
-from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from liver_gan.atomic import atomic_write_json
-from liver_gan.cli import CONFIG_DIR, report_user_errors
-from liver_gan.config import EvalConfig, register_configs
+from liver_gan.cli import report_user_errors, run_hydra_app
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.evaluate import evaluate_folders, evaluate_generator
 from liver_gan.training.checkpoint import load_generator, run_dataset
-
-
-@dataclass
-class EvaluateConfig:
-    checkpoint: Optional[str] = None  # a run dir (uses checkpoints/last.pt) or a .pt file
-    real: Optional[str] = None  # with fake: two image folders instead of a checkpoint
-    fake: Optional[str] = None
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    seed: int = 0  # noise of the generated images and KID subsets
-    device: str = "auto"
-
-
-def register_evaluate_config() -> None:
-    ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
 
 
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, Any]:
@@ -84,12 +66,5 @@ def _compares_folders(cfg: DictConfig) -> bool:
     raise LiverGanError("give either checkpoint=RUN_DIR_OR_PT or both real=DIR and fake=DIR")
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="evaluate", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> None:
-    evaluate(cfg)
-
-
 def main() -> None:
-    register_configs()
-    register_evaluate_config()
-    _hydra_main()
+    run_hydra_app(evaluate, "evaluate")

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from liver_gan.cli import CONFIG_DIR, report_user_errors
-from liver_gan.config import register_configs
+from liver_gan.cli import report_user_errors, run_hydra_app
 from liver_gan.data.dataset import prepare_dataset
 from liver_gan.data.export import export_imagefolder
 from liver_gan.data.summary import format_summary_table, write_dataset_summary
@@ -19,7 +17,6 @@ from liver_gan.errors import LiverGanError
 EXPORTS = ("imagefolder",)
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="prepare", version_base="1.3")
 @report_user_errors
 def prepare(cfg: DictConfig) -> None:
     if cfg.export is not None and cfg.export not in EXPORTS:
@@ -34,5 +31,4 @@ def prepare(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    register_configs()
-    prepare()
+    run_hydra_app(prepare, "prepare")

@@ -16,25 +16,20 @@ import logging
 import math
 from pathlib import Path
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from liver_gan.cli import CONFIG_DIR, report_user_errors
-from liver_gan.config import register_configs
+from liver_gan.cli import report_user_errors, run_hydra_app
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.inception import FIDWeightsUnavailable
 from liver_gan.training.loop import TrainingDiverged, train
 
 log = logging.getLogger(__name__)
 
-register_configs()
 
-
-@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 @report_user_errors
-def main(cfg: DictConfig) -> float:
+def train_task(cfg: DictConfig) -> float:
     """Train the composed run in Hydra's run dir; return its FID (inf without one)."""
     hydra_config = HydraConfig.get()
     multirun = hydra_config.mode == RunMode.MULTIRUN
@@ -53,6 +48,10 @@ def main(cfg: DictConfig) -> float:
         raise
     # A run without evaluation (eval.enabled=false) has no FID to minimise.
     return math.inf if metrics["fid"] is None else float(metrics["fid"])
+
+
+def main() -> None:
+    run_hydra_app(train_task, "train")
 
 
 if __name__ == "__main__":
