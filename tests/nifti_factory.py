@@ -14,6 +14,8 @@ import nibabel as nib
 import numpy as np
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, ornt_transform
 
+from liver_gan.data.nifti import write_nifti
+
 REAL_CT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-ct" / "totalsegmentator"
 
 SHAPE = (40, 34, 16)  # x, y, z: non-square in-plane on purpose
@@ -56,15 +58,6 @@ def reorient(
     return apply_orientation(ras_array, transform), ras_affine @ inv_ornt_aff(transform, ras_array.shape)
 
 
-def write_nifti(path: Path, stored: np.ndarray, affine: np.ndarray, slope: float = 1.0, inter: float = 0.0) -> Path:
-    """Write ``stored`` as is (its dtype), with scl_slope / scl_inter in the header."""
-    image = nib.Nifti1Image(stored, affine)
-    image.header.set_slope_inter(slope, inter)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(image, str(path))
-    return path
-
-
 def write_case(
     volume_path: Path,
     segmentation_path: Path,
@@ -78,7 +71,7 @@ def write_case(
 ) -> None:
     """A volume stored as ``volume_dtype`` with HU = stored * slope + inter, and its mask."""
     stored = np.rint((volume_hu - inter) / slope).astype(volume_dtype)
-    write_nifti(volume_path, stored, affine, slope, inter)
+    write_nifti(volume_path, stored, affine, slope=slope, inter=inter)
     write_nifti(segmentation_path, mask.astype(mask_dtype), affine)
 
 

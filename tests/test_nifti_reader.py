@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import builtins
+import gzip
+import tracemalloc
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-from nifti_factory import REAL_CT_DIR, SPINE_HU, TUMOR_SLICES, reorient, synthetic_anatomy, write_case, write_nifti
+from nifti_factory import REAL_CT_DIR, SPINE_HU, TUMOR_SLICES, reorient, synthetic_anatomy, write_case
 
-from liver_gan.data.nifti import read_scan
+from liver_gan.data.nifti import read_scan, write_nifti
 from liver_gan.errors import LiverGanError
 
 # RAS, LPS (the DICOM convention), reversed slice order, flipped rows, and permuted axes.
@@ -176,3 +179,65 @@ def test_real_ct_int32_volume_and_float64_mask() -> None:
     assert liver_cols.mean() < hu.shape[1] / 2  # liver on the image's left
     assert bone_rows.mean() > liver_rows.mean()  # spine towards the bottom
     assert 30 < np.median(hu[labels == 1]) < 80  # contrast-enhanced liver, in HU
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
+def test_non_finite_voxels_are_named(tmp_path: Path, bad_value: float) -> None:
+    hu, labels = synthetic_anatomy()
+    hu[5, 6, 7] = bad_value  # a float32 volume, as some converters write
+    affine = reorient(hu, "RAS")[1]
+    write_case(tmp_path / "volume-3.nii", tmp_path / "segmentation-3.nii", hu, labels, affine, volume_dtype=np.float32)
+
+    with pytest.raises(LiverGanError, match=r"volume-3\.nii: the volume holds 1 NaN or infinite voxels") as error:
+        read_scan(tmp_path / "volume-3.nii", tmp_path / "segmentation-3.nii")
+    assert "\n" not in str(error.value)
+
+
+def test_a_mask_with_fractional_values_is_refused(tmp_path: Path) -> None:
+    hu, labels = synthetic_anatomy()
+    mask = labels.astype(np.float32)
+    mask[labels == 2] = 1.5  # interpolated between liver and tumor: rounding would guess
+    affine = reorient(hu, "RAS")[1]
+    write_case(tmp_path / "v.nii.gz", tmp_path / "s.nii.gz", hu, mask, affine, mask_dtype=np.float32)
+
+    with pytest.raises(LiverGanError, match=r"s\.nii\.gz: segmentation values are not whole labels \(\d+ voxels such as 1\.5\)"):
+        read_scan(tmp_path / "v.nii.gz", tmp_path / "s.nii.gz")
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_a_header_claiming_more_voxels_than_the_file_holds_is_refused_before_reading(
+    tmp_path: Path, suffix: str
+) -> None:
+    """A few hundred bytes claiming 2 GiB: refused from the header, before any voxel is allocated."""
+    volume, segmentation = write_oriented_case(tmp_path, "RAS", suffix)
+    header = nib.Nifti1Header()
+    header.set_data_shape((1024, 1024, 512))
+    header.set_data_dtype(np.float32)
+    header["vox_offset"] = 352
+    crafted = header.binaryblock + b"\0" * 4  # the header, its (empty) extension flag, no voxels
+    volume.write_bytes(gzip.compress(crafted) if suffix == ".nii.gz" else crafted)
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(LiverGanError, match=rf"volume-1\{suffix}: cannot read this NIfTI file: its header claims"):
+            read_scan(volume, segmentation)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20
+
+
+def test_an_unreadable_file_is_a_permission_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file exists but the OS refuses to open it, as for a user without read access."""
+    volume, segmentation = write_oriented_case(tmp_path, "RAS")
+    real_open = builtins.open
+
+    def refusing_open(file: object, *args: object, **kwargs: object) -> object:
+        if Path(str(file)) == volume:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    with pytest.raises(LiverGanError, match=r"volume-1\.nii\.gz: cannot read this file: permission denied") as error:
+        read_scan(volume, segmentation)
+    assert "damaged" not in str(error.value)

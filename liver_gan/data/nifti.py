@@ -10,11 +10,17 @@ anterior at the top, the patient's right on the image's left.
 The same reorientation (``io_orientation`` + ``apply_orientation``, which it uses) is applied
 here to the stored integers as a view, and only the kept slices are scaled to Hounsfield units
 with the file's scl_slope / scl_inter, in float32.
+
+Files are checked before and while they are read: a header that claims more voxels than the
+file can hold, NaN or infinite voxels, and masks that are not whole labels are each refused in
+one line naming the file. :func:`write_nifti` writes the files the phantom, the tests and the
+benchmarks make.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +33,12 @@ from nibabel.orientations import apply_orientation, io_orientation, ornt2axcodes
 
 from liver_gan.data.labels import BACKGROUND_LABEL, TUMOR_LABEL
 from liver_gan.errors import LiverGanError
+
+# DEFLATE emits at least 2 bits per 258-byte match, so no gzip stream inflates to more than
+# about 1032 times its size (zlib's FAQ): a .nii.gz claiming more cannot hold its voxels.
+GZIP_MAX_EXPANSION = 1032
+# How far a float mask's values may lie from whole labels (resampling leaves 0.9999 and 2.0001).
+MASK_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -100,12 +112,32 @@ def read_scan(volume_path: Path, segmentation_path: Path) -> CTScan:
     labels = _read_labels(segmentation, segmentation_path)
     with _reading(volume_path):
         stored = volume.dataobj.get_unscaled()
+    slope, inter = float(volume.dataobj.slope), float(volume.dataobj.inter)
+    _check_finite(stored, slope, inter, volume_path)
     return CTScan(
         stored=apply_orientation(stored, orientation),
-        slope=float(volume.dataobj.slope),
-        inter=float(volume.dataobj.inter),
+        slope=slope,
+        inter=inter,
         labels=apply_orientation(labels, orientation),
     )
+
+
+def write_nifti(
+    path: Path, stored: np.ndarray, affine: np.ndarray, slope: float | None = None, inter: float = 0.0
+) -> Path:
+    """Write ``stored`` as is (its dtype) as a NIfTI-1 file in scanner coordinates (millimetres,
+    qform and sform code 1), as DICOM converters do; with ``slope``, the header's scl_slope and
+    scl_inter say that the values are ``stored * slope + inter`` (e.g. HU from uint16)."""
+    image = nib.Nifti1Image(stored, affine)
+    if slope is not None:
+        image.header.set_slope_inter(slope, inter)
+    image.header.set_xyzt_units("mm", "sec")
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(image, path)
+    return path
 
 
 @contextlib.contextmanager
@@ -113,6 +145,11 @@ def _reading(path: Path) -> Iterator[None]:
     """Turn nibabel's and gzip's errors for a damaged file into one line naming the file."""
     try:
         yield
+    except PermissionError as error:
+        raise LiverGanError(
+            f"{path}: cannot read this file: permission denied ({error.strerror}); "
+            "ask its owner for read access, or copy the data somewhere you can read"
+        ) from error
     except (ImageFileError, OSError, EOFError, ValueError, zlib.error) as error:
         reason = " ".join(str(error).split())
         raise LiverGanError(
@@ -123,10 +160,46 @@ def _reading(path: Path) -> Iterator[None]:
 
 def _load(path: Path) -> nib.Nifti1Image:
     with _reading(path):
+        open(path, "rb").close()  # nibabel reports a file it may not open as of unknown type
         image = nib.load(str(path))
     if len(image.shape) != 3:
         raise LiverGanError(f"{path}: expected a 3-D CT volume or segmentation, found shape {image.shape}")
+    _check_claimed_size(image, path)
     return image
+
+
+def _check_claimed_size(image: nib.Nifti1Image, path: Path) -> None:
+    """Refuse a header whose voxels cannot be in the file, before nibabel allocates them all.
+
+    An uncompressed file must hold the header's offset plus every voxel; a gzipped one cannot
+    inflate to more than :data:`GZIP_MAX_EXPANSION` times its size.
+    """
+    header = image.header
+    claimed = int(header["vox_offset"]) + math.prod(header.get_data_shape()) * header.get_data_dtype().itemsize
+    size = path.stat().st_size
+    compressed = path.name.endswith(".gz")
+    if claimed > (size * GZIP_MAX_EXPANSION if compressed else size):
+        raise LiverGanError(
+            f"{path}: cannot read this NIfTI file: its header claims {header.get_data_shape()} "
+            f"{header.get_data_dtype()} voxels ({claimed / 2**20:,.1f} MiB), more than its "
+            f"{size:,} {'compressed ' if compressed else ''}bytes can hold; it is truncated or damaged, "
+            "so download or export it again"
+        )
+
+
+def _check_finite(stored: np.ndarray, slope: float, inter: float, path: Path) -> None:
+    """NaN or infinite voxels would pass into the cache and make training diverge at step 1."""
+    if not (math.isfinite(slope) and math.isfinite(inter)):
+        raise LiverGanError(
+            f"{path}: the header's scaling (scl_slope={slope}, scl_inter={inter}) is not finite; "
+            "export the volume again"
+        )
+    # min and max propagate NaN and reach +-inf, without a mask the size of the volume.
+    if stored.dtype.kind == "f" and not (np.isfinite(stored.min()) and np.isfinite(stored.max())):
+        raise LiverGanError(
+            f"{path}: the volume holds {np.count_nonzero(~np.isfinite(stored))} NaN or infinite voxels; "
+            "export it again from the scanner data"
+        )
 
 
 def _check_same_grid(
@@ -154,11 +227,12 @@ def _check_same_grid(
 
 
 def _read_labels(segmentation: nib.Nifti1Image, path: Path) -> np.ndarray:
-    """Segmentation labels as int8; float masks (0.0 / 1.0 / 1.9999) are rounded, never truncated."""
+    """Segmentation labels as int8; float masks (0.0 / 1.0 / 1.9999) are rounded, never truncated,
+    and refused where a value is not a whole label (0.5 from interpolation: liver or tumor?)."""
     with _reading(path):
         values = np.asanyarray(segmentation.dataobj)
     if values.dtype.kind == "f":
-        values = np.rint(values)
+        values = _whole_labels(values, path)
     low, high = values.min(), values.max()
     if not (low >= BACKGROUND_LABEL and high <= TUMOR_LABEL):
         raise LiverGanError(
@@ -166,3 +240,20 @@ def _read_labels(segmentation: nib.Nifti1Image, path: Path) -> np.ndarray:
             f"0 (background), 1 (liver) and 2 (tumor) as in LiTS and MSD Task03_Liver"
         )
     return values.astype(np.int8)
+
+
+def _whole_labels(values: np.ndarray, path: Path) -> np.ndarray:
+    rounded = np.rint(values)
+    if not np.isfinite(rounded.min() + rounded.max()):
+        raise LiverGanError(
+            f"{path}: segmentation values include NaN or infinity; expected labels 0 (background), "
+            "1 (liver) and 2 (tumor): export the segmentation again"
+        )
+    off = np.abs(values - rounded) > MASK_TOLERANCE
+    if off.any():
+        raise LiverGanError(
+            f"{path}: segmentation values are not whole labels ({np.count_nonzero(off)} voxels such as "
+            f"{values[off].flat[0]:g}); an interpolated mask mixes liver and tumor: resample it with "
+            "nearest-neighbour interpolation, or export it again"
+        )
+    return rounded
