@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,39 @@ def test_a_patient_twice_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(LiverGanError, match=r"patient 3 also has .*volume-3\.nii; keep one"):
         find_cases(tmp_path, Layout.lits)
+
+
+def test_symlinked_folders_are_followed_once_even_in_a_loop(tmp_path: Path) -> None:
+    """Data linked in from a shared store is found; a link back up the tree is read once."""
+    store, root = tmp_path / "store", tmp_path / "LiTS"
+    touch(store / "volume-5.nii.gz", store / "segmentation-5.nii.gz", root / "volume-1.nii", root / "segmentation-1.nii")
+    (root / "Training Batch 2").symlink_to(store, target_is_directory=True)
+    (store / "loop").symlink_to(root, target_is_directory=True)
+
+    cases = find_cases(root, Layout.lits)
+
+    linked = root / "Training Batch 2"
+    assert cases == [
+        Case(1, root / "volume-1.nii", root / "segmentation-1.nii"),
+        Case(5, linked / "volume-5.nii.gz", linked / "segmentation-5.nii.gz"),
+    ]
+
+
+def test_a_folder_that_cannot_be_listed_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    locked = tmp_path / "Training Batch 2"
+    touch(tmp_path / "volume-1.nii", tmp_path / "segmentation-1.nii", locked / "volume-2.nii", locked / "segmentation-2.nii")
+    real_scandir = os.scandir
+
+    def refusing_scandir(path: object = ".") -> object:
+        if Path(str(path)) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing_scandir)  # as for a folder without read access
+    with pytest.raises(LiverGanError, match=r"Training Batch 2: cannot list this folder \(Permission denied\)"):
+        find_cases(tmp_path, Layout.lits)
+    with caplog.at_level(logging.WARNING):
+        assert [case.patient_id for case in find_cases(tmp_path, Layout.lits, skip_bad=True)] == [1]
+    assert "Training Batch 2: cannot list this folder" in caplog.text

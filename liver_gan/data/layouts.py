@@ -8,16 +8,18 @@ Two release layouts are understood:
   has no labels and is ignored).
 
 Patients are paired and ordered by their numeric id (volume-130 comes after volume-28). The
-``._*`` files that macOS tarballs carry (the official MSD one does) are ignored.
+``._*`` files that macOS tarballs carry (the official MSD one does) are ignored. Symlinked
+folders are followed (data is often linked in from a shared store), each real folder once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List
 
 from liver_gan.config import Layout
 from liver_gan.errors import LiverGanError
@@ -39,7 +41,7 @@ class Case:
     segmentation: Path
 
 
-def find_cases(root: Path, layout: Layout, skip_bad: bool = False) -> List[Case]:
+def find_cases(root: Path, layout: Layout, skip_bad: bool = False) -> list[Case]:
     """Every patient under ``root``, by patient id.
 
     A volume without its segmentation (or the reverse) stops with an error, or with
@@ -51,8 +53,9 @@ def find_cases(root: Path, layout: Layout, skip_bad: bool = False) -> List[Case]
     if layout is Layout.msd:
         volumes, segmentations = _msd_files(root)
     else:
-        volumes = _by_patient(root.rglob("volume-*.nii*"), LITS_VOLUME)
-        segmentations = _by_patient(root.rglob("segmentation-*.nii*"), LITS_SEGMENTATION)
+        files = list(files_below(root, skip_bad))
+        volumes = _by_patient(files, LITS_VOLUME)
+        segmentations = _by_patient(files, LITS_SEGMENTATION)
     cases = _pair(volumes, segmentations, skip_bad)
     if not cases:
         raise LiverGanError(
@@ -62,7 +65,30 @@ def find_cases(root: Path, layout: Layout, skip_bad: bool = False) -> List[Case]
     return cases
 
 
-def _msd_files(root: Path) -> tuple[Dict[int, Path], Dict[int, Path]]:
+def files_below(root: Path, skip_bad: bool = False) -> Iterator[Path]:
+    """Every file below ``root``, following symlinked folders (Python 3.11's ``rglob`` does not).
+
+    A folder reached twice (a link back up the tree, or two links to one place) is read once.
+    A folder that cannot be listed is an error naming it, or with ``skip_bad`` a warning.
+    """
+
+    def unlistable(error: OSError) -> None:
+        problem = f"{error.filename}: cannot list this folder ({error.strerror})"
+        if not skip_bad:
+            raise LiverGanError(f"{problem}; make it readable, or move it out of dataset.root")
+        logger.warning("leaving out %s (dataset.skip_bad=true)", problem)
+
+    seen: set[tuple[int, int]] = set()
+    for folder, subfolders, names in os.walk(root, onerror=unlistable, followlinks=True):
+        identity = os.stat(folder)
+        if (identity.st_dev, identity.st_ino) in seen:
+            subfolders.clear()
+            continue
+        seen.add((identity.st_dev, identity.st_ino))
+        yield from (Path(folder) / name for name in names)
+
+
+def _msd_files(root: Path) -> tuple[dict[int, Path], dict[int, Path]]:
     """imagesTr/ and labelsTr/ of Task03_Liver; ``root`` may also be the folder holding it."""
     task = root if (root / "imagesTr").is_dir() else root / "Task03_Liver"
     if not (task / "imagesTr").is_dir() or not (task / "labelsTr").is_dir():
@@ -75,9 +101,9 @@ def _msd_files(root: Path) -> tuple[Dict[int, Path], Dict[int, Path]]:
     )
 
 
-def _by_patient(paths: Iterable[Path], pattern: re.Pattern) -> Dict[int, Path]:
+def _by_patient(paths: Iterable[Path], pattern: re.Pattern) -> dict[int, Path]:
     """Files whose whole name matches ``pattern``, by patient id; a patient twice is an error."""
-    found: Dict[int, Path] = {}
+    found: dict[int, Path] = {}
     for path in sorted(paths):
         match = pattern.fullmatch(path.name)
         if match is None or not path.is_file():
@@ -91,7 +117,7 @@ def _by_patient(paths: Iterable[Path], pattern: re.Pattern) -> Dict[int, Path]:
     return found
 
 
-def _pair(volumes: Dict[int, Path], segmentations: Dict[int, Path], skip_bad: bool) -> List[Case]:
+def _pair(volumes: dict[int, Path], segmentations: dict[int, Path], skip_bad: bool) -> list[Case]:
     cases = []
     for patient_id in sorted(volumes.keys() | segmentations.keys()):
         volume, segmentation = volumes.get(patient_id), segmentations.get(patient_id)
