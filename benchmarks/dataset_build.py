@@ -29,9 +29,10 @@ import torch
 from omegaconf import DictConfig
 from scipy import ndimage
 
-from liver_gan.atomic import atomic_directory, build_lock
+from liver_gan.atomic import build_once
 from liver_gan.config import RealPool
 from liver_gan.data.dataset import PreparedDataset, prepare_dataset
+from liver_gan.data.nifti import write_nifti
 from liver_gan.metrics.evaluate import select_real_images
 from liver_gan.metrics.inception import load_feature_extractor
 from liver_gan.metrics.reference import ReferenceKey, pixels_sha256, reference_statistics
@@ -78,18 +79,16 @@ def ct_like_scan(num_slices: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def write_ct_like_volumes(workdir: Path, slice_counts: Sequence[int]) -> Path:
     """``volume-N.nii.gz`` / ``segmentation-N.nii.gz`` pairs, written once per set of slice counts."""
     directory = workdir / ("ct-like-" + "-".join(str(count) for count in slice_counts))
-    if directory.is_dir():  # written atomically: present means complete
-        return directory
-    with build_lock(directory):
-        if directory.is_dir():
-            return directory
+
+    def write(building: Path) -> None:
         announce(f"writing CT-like volumes of {', '.join(map(str, slice_counts))} slices")
         affine = np.diag([*VOXEL_MM, 1.0])
-        with atomic_directory(directory) as building:
-            for index, count in enumerate(slice_counts):
-                hu, labels = ct_like_scan(count, seed=index)
-                nib.save(nib.Nifti1Image(hu, affine), building / f"volume-{index}.nii.gz")
-                nib.save(nib.Nifti1Image(labels, affine), building / f"segmentation-{index}.nii.gz")
+        for index, count in enumerate(slice_counts):
+            hu, labels = ct_like_scan(count, seed=index)
+            write_nifti(building / f"volume-{index}.nii.gz", hu, affine)
+            write_nifti(building / f"segmentation-{index}.nii.gz", labels, affine)
+
+    build_once(directory, write)
     return directory
 
 

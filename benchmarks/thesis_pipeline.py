@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from liver_gan.atomic import atomic_directory, build_lock
+from liver_gan.atomic import build_once
 from liver_gan.config import MLPConfig
 from liver_gan.models.mlp import build_mlp_gan
 
@@ -93,18 +93,16 @@ def thesis_imagefolder(workdir: Path) -> Path:
     once per work dir, under a lock and atomically, so concurrent benchmark runs share it.
     """
     root = workdir / "thesis_imagefolder"
-    if root.is_dir():
-        return root
-    with build_lock(root):
-        if root.is_dir():
-            return root
+
+    def link(building: Path) -> None:
         pngs = sorted(export_thesis_pngs(workdir).glob("*/tumor/*.png"))
         if not pngs:
             raise RuntimeError(f"{shlex.join(export_command(workdir))} wrote no tumor PNGs")
-        with atomic_directory(root) as building:
-            (building / "tumor").mkdir()
-            for index in range(THESIS_SLICES):
-                os.link(pngs[index % len(pngs)], building / "tumor" / f"{index:05d}.png")
+        (building / "tumor").mkdir()
+        for index in range(THESIS_SLICES):
+            os.link(pngs[index % len(pngs)], building / "tumor" / f"{index:05d}.png")
+
+    build_once(root, link)
     return root
 
 

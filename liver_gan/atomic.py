@@ -1,18 +1,33 @@
 """Atomic writes and build locks, so that an interrupted run or a concurrent sweep job never
-leaves a half-written checkpoint, cache entry or metrics file behind."""
+leaves a half-written checkpoint, cache entry or metrics file behind.
+
+Every temporary is named ``.<name>.<8 random characters>.tmp`` beside the ``<name>`` it becomes,
+so what a killed writer left behind is recognised, and removed by the next build of the same
+``<name>`` under the same lock.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
+
+logger = logging.getLogger(__name__)
+
+
+TEMPORARY_SUFFIX = ".tmp"
+LOCK_SUFFIX = ".lock"
+# mkstemp / mkdtemp put 8 characters of this alphabet between the prefix and the suffix.
+_TEMPORARY_NAME = re.compile(rf"\.(.+)\.[a-z0-9_]{{8}}{re.escape(TEMPORARY_SUFFIX)}")
 
 
 def _umask() -> int:
@@ -25,7 +40,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -53,11 +68,13 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 def atomic_directory(path: Path) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``path`` only if the block finishes.
 
-    The caller holds :func:`build_lock` for ``path``; an existing ``path`` is replaced.
+    The caller holds :func:`build_lock` for ``path``, so any temporary of ``path`` still there is
+    a killed build's, and is removed first; an existing ``path`` is replaced.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private (0700)
@@ -69,8 +86,90 @@ def atomic_directory(path: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def build_lock(path: Path) -> FileLock:
-    """An inter-process lock for building ``path`` (a file ``<path>.lock`` beside it)."""
+def build_lock(path: Path, timeout: float = -1) -> FileLock:
+    """An inter-process lock for building ``path`` (a file ``<path>.lock`` beside it).
+
+    ``timeout=0`` tries once: acquiring it then raises ``filelock.Timeout`` while a build runs.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(path.parent / f"{path.name}.lock"))
+    return FileLock(str(path.parent / f"{path.name}{LOCK_SUFFIX}"), timeout=timeout)
+
+
+def build_once(
+    path: Path, build: Callable[[Path], None], is_complete: Callable[[Path], bool] = Path.is_dir
+) -> bool:
+    """Make the directory ``path`` once, however many processes ask for it at the same time.
+
+    Check, lock, check again (another process may have finished it while this one waited), then
+    ``build(tmp)`` into a temporary directory that is renamed to ``path`` only when complete.
+    An existing ``path`` that ``is_complete`` rejects (damaged, or left half-deleted by hand) is
+    built again. A usable ``path`` gets its modification time set to now, so that
+    ``liver-gan-cache`` can tell when an entry was last used. Returns whether this call built it.
+    """
+    path = Path(path)
+    if not is_complete(path):
+        with build_lock(path):
+            if not is_complete(path):
+                if path.exists():
+                    logger.warning("%s is incomplete or damaged: building it again", path)
+                with atomic_directory(path) as tmp:
+                    build(tmp)
+                return True
+    _mark_used(path)
+    return False
+
+
+def _mark_used(path: Path) -> None:
+    with contextlib.suppress(OSError):  # a read-only shared cache is still usable
+        os.utime(path)
+
+
+def temporaries_of(path: Path) -> list[Path]:
+    """The temporary files and folders of ``path`` (see the module's docstring), live or stale."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(item for item in path.parent.iterdir() if temporary_of(item) == path)
+
+
+def temporary_of(item: Path) -> Path | None:
+    """The path that the temporary ``item`` was to become, or None if ``item`` is no temporary."""
+    match = _TEMPORARY_NAME.fullmatch(Path(item).name)
+    return None if match is None else Path(item).parent / match.group(1)
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporaries a killed writer of ``path`` left behind.
+
+    Call it only while holding :func:`build_lock` for ``path``: no live writer has one then.
+    """
+    for stale in temporaries_of(path):
+        logger.info("removing %s, left by an interrupted build", stale)
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
+def remove_directory(path: Path) -> None:
+    """Delete the directory ``path``, first renaming it to a temporary name, so that a reader
+    sees the whole of it or nothing. The caller holds :func:`build_lock` for ``path``."""
+    path = Path(path)
+    if path.exists():
+        doomed = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent))
+        os.replace(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+
+def unless_building(path: Path, action: Callable[[], None]) -> bool:
+    """Run ``action`` holding :func:`build_lock` for ``path``, unless a build holds it now.
+
+    Returns whether ``action`` ran: a build in progress is never waited for, nor touched.
+    """
+    try:
+        with build_lock(path, timeout=0):
+            action()
+    except Timeout:
+        return False
+    return True

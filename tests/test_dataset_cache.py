@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 
 from liver_gan.config import Subset
 from liver_gan.data import dataset as dataset_module
-from liver_gan.data.dataset import prepare_dataset, split_patients
+from liver_gan.data.dataset import PreparedDataset, prepare_dataset, split_patients
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.errors import LiverGanError
 
@@ -190,6 +190,34 @@ def test_cache_is_reused_and_rebuilt_when_an_option_or_input_changes(
     assert sorted(entries) == sorted(keys)
 
 
+def test_two_roots_with_equal_names_sizes_and_times_get_their_own_entries(
+    tmp_path: Path, make_config: MakeConfig
+) -> None:
+    """Another site's copy of "the same" files: equal names, sizes and times, other patients."""
+    first = write_lits_dataset(tmp_path / "site_a", [1, 2], suffix=".nii")
+    second = write_lits_dataset(tmp_path / "site_b", [1, 2], suffix=".nii")
+    hu, labels = synthetic_anatomy(seed=7)
+    write_case(second / "volume-1.nii", second / "segmentation-1.nii", hu, labels, reorient(hu, "RAS")[1])
+    for path in first.iterdir():
+        os.utime(second / path.name, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns))
+    assert file_stats(first) == file_stats(second)
+    assert (first / "volume-1.nii").read_bytes() != (second / "volume-1.nii").read_bytes()
+
+    from_first = prepare_dataset(make_config(first), seed=0)
+    from_second = prepare_dataset(make_config(second), seed=0)
+
+    assert from_second.key != from_first.key
+    assert not torch.equal(all_images(from_second), all_images(from_first))
+
+
+def all_images(prepared: PreparedDataset) -> torch.Tensor:
+    return torch.cat([prepared.train.images, prepared.val.images])
+
+
+def file_stats(root: Path) -> list[tuple[str, int, int]]:
+    return [(path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in sorted(root.iterdir())]
+
+
 CONCURRENT_BUILD = textwrap.dedent(
     """
     import json, logging, sys
@@ -265,12 +293,17 @@ def make_bad(root: Path, problem: str) -> None:
         write_case(root / "volume-2.nii.gz", root / "segmentation-2.nii.gz", hu, labels[:, :-2], np.eye(4))
     elif problem == "truncated":
         truncate(root / "volume-2.nii.gz")
+    elif problem == "non-finite voxels":
+        hu, labels = synthetic_anatomy()
+        hu[0, 0, 0] = np.nan
+        write_case(root / "volume-2.nii.gz", root / "segmentation-2.nii.gz", hu, labels, np.eye(4), np.float32)
 
 
 BAD_INPUTS = {
     "volume without segmentation": r"volume-2\.nii\.gz: volume has no segmentation file",
     "shape mismatch": r"segmentation-2\.nii\.gz: shape \(40, 32, 16\) differs from its volume",
     "truncated": r"volume-2\.nii\.gz: cannot read this NIfTI file",
+    "non-finite voxels": r"volume-2\.nii\.gz: the volume holds 1 NaN or infinite voxels",
 }
 
 

@@ -14,8 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from liver_gan.config import PhantomConfig
-from liver_gan.data import phantom
-from liver_gan.data.phantom import phantom_key, write_phantom
+from liver_gan.data.phantom import phantom_key, storage, write_phantom
 from liver_gan.errors import LiverGanError
 
 # Small enough to write in a few seconds, big enough for realistic proportions.
@@ -137,7 +136,7 @@ def test_second_call_reuses_the_phantom(tmp_path: Path, monkeypatch: pytest.Monk
     def must_not_draw(*args: object) -> None:
         raise AssertionError("the phantom was drawn again")
 
-    monkeypatch.setattr(phantom, "synthesize_scan", must_not_draw)
+    monkeypatch.setattr(storage, "synthesize_scan", must_not_draw)
     assert write_phantom(tmp_path, TINY) == directory
     assert {path.name: path.stat().st_mtime_ns for path in directory.iterdir()} == written
 

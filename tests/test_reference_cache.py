@@ -85,6 +85,29 @@ def test_anything_that_changes_the_reals_or_the_network_misses(tmp_path: Path, c
     assert computed == [1]
 
 
+@pytest.mark.parametrize("damage", ["truncated", "missing", "wrong shape"])
+def test_a_damaged_entry_is_computed_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    features = np.random.default_rng(0).normal(size=(3, 5))
+    reference_statistics(reference_key(), tmp_path, lambda: features)
+    sigma = tmp_path / reference_key().digest() / "sigma.npy"
+    if damage == "truncated":  # e.g. a disk that filled up while another tool wrote there
+        sigma.write_bytes(sigma.read_bytes()[:100])
+    elif damage == "missing":
+        sigma.unlink()
+    else:
+        np.save(sigma, np.zeros((4, 4)))
+
+    computed = []
+    with caplog.at_level(logging.WARNING, logger="liver_gan.atomic"):
+        again = reference_statistics(reference_key(), tmp_path, lambda: computed.append(1) or features)
+
+    assert computed == [1]
+    assert f"{sigma.parent} is incomplete or damaged: building it again" in caplog.text
+    assert np.allclose(again.statistics[1], feature_statistics(features.astype(np.float32))[1])
+
+
 def test_pixel_hash_sees_the_8_bit_levels_only() -> None:
     images = torch.linspace(-1, 1, 64).reshape(1, 1, 8, 8)
     assert pixels_sha256(images) == pixels_sha256(images + 1e-4)  # same PNG levels

@@ -1,9 +1,9 @@
 """The built slice dataset on disk, under a key over everything that could change its contents.
 
 An entry is ``<cache_dir>/<key>/`` holding compact ``.npy`` arrays (images as float16) and
-``meta.json`` (per-patient counts, skipped patients, the options and input files behind the
-key). It is built under a file lock into a temporary directory that is renamed into place, so
-every later run, and every job of a multirun, finds either nothing or a complete entry.
+``meta.json`` (per-patient counts, skipped patients, and the root and options behind the key).
+It is built once by :func:`liver_gan.atomic.build_once`, so every later run, and every job of a
+multirun, finds either nothing or a complete entry; a damaged entry is built again.
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Mapping, Tuple
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from liver_gan.atomic import atomic_directory, build_lock
+from liver_gan.atomic import build_once
 from liver_gan.errors import LiverGanError
 
 logger = logging.getLogger(__name__)
 
 # Bump whenever reading or slicing changes what an entry holds: old entries are then ignored.
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 META_FILE = "meta.json"
 ARRAYS = ("images", "labels", "patient_ids", "slice_indices")
 
@@ -43,44 +43,68 @@ class CacheEntry:
     key: str
     path: Path
     slices: SliceTable
-    meta: Dict[str, Any]
+    meta: dict[str, Any]
 
 
 def cache_key(options: Mapping[str, Any], root: Path, files: Iterable[Path]) -> str:
-    """sha256 over the preprocessing options and each input file's name, size and mtime."""
+    """sha256 over the preprocessing options and each input file's name, size and mtime.
+
+    A file counts by its name below ``root`` (which gives the patient id) and by the resolved
+    path it is read from, so two roots holding equal names, sizes and times never share an entry,
+    nor does a symlinked folder that now points elsewhere.
+    """
     inputs = []
-    for path in files:
-        stat = Path(path).stat()
-        inputs.append([Path(path).relative_to(root).as_posix(), stat.st_size, stat.st_mtime_ns])
+    for path in map(Path, files):
+        stat = path.stat()
+        inputs.append([path.relative_to(root).as_posix(), str(path.resolve()), stat.st_size, stat.st_mtime_ns])
     payload = {"format_version": CACHE_FORMAT_VERSION, "options": dict(options), "inputs": inputs}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def load_or_build(cache_dir: Path, key: str, build: Callable[[], Tuple[SliceTable, Dict[str, Any]]]) -> CacheEntry:
-    """The entry for ``key``: read back if present, else built once by ``build`` under a lock.
+def load_or_build(
+    cache_dir: Path, key: str, build: Callable[[], tuple[SliceTable, dict[str, Any]]]
+) -> CacheEntry:
+    """The entry for ``key``: read back if present, else built once by ``build``.
 
     A concurrent job building the same key is waited for, and its entry is then reused.
     """
     path = Path(cache_dir) / key
-    with build_lock(path):
-        if (path / META_FILE).is_file():
-            logger.info("dataset cache hit: %s", path)
-        else:
-            logger.info("dataset cache miss: building %s", path)
-            slices, meta = build()
-            with atomic_directory(path) as tmp:
-                _write(tmp, slices, {"key": key, "format_version": CACHE_FORMAT_VERSION, **meta})
+
+    def write_entry(directory: Path) -> None:
+        logger.info("dataset cache miss: building %s", path)
+        slices, meta = build()
+        _write(directory, slices, {"key": key, "format_version": CACHE_FORMAT_VERSION, **meta})
+
+    if not build_once(path, write_entry, is_complete=is_entry):
+        logger.info("dataset cache hit: %s", path)
     slices, meta = _read(path)
     return CacheEntry(key=key, path=path, slices=slices, meta=meta)
 
 
-def _write(directory: Path, slices: SliceTable, meta: Dict[str, Any]) -> None:
+def is_entry(path: Path) -> bool:
+    """Whether ``path`` holds a whole entry: every array's header matches its file's length
+    (checked without reading the data) and ``meta.json`` parses."""
+    try:
+        lengths = {len(np.load(path / f"{name}.npy", mmap_mode="r")) for name in ARRAYS}
+        meta = json.loads((path / META_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return len(lengths) == 1 and isinstance(meta, dict)
+
+
+def entry_options(path: Path) -> dict[str, Any]:
+    """What the entry at ``path`` was built from (its root and preprocessing options)."""
+    meta = json.loads((Path(path) / META_FILE).read_text())
+    return {"root": meta.get("root"), **meta.get("options", {})}
+
+
+def _write(directory: Path, slices: SliceTable, meta: dict[str, Any]) -> None:
     for name in ARRAYS:
         np.save(directory / f"{name}.npy", getattr(slices, name), allow_pickle=False)
     (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def _read(path: Path) -> Tuple[SliceTable, Dict[str, Any]]:
+def _read(path: Path) -> tuple[SliceTable, dict[str, Any]]:
     try:
         slices = SliceTable(**{name: np.load(path / f"{name}.npy", allow_pickle=False) for name in ARRAYS})
         meta = json.loads((path / META_FILE).read_text())

@@ -117,10 +117,14 @@ def _cached_slices(cfg: DatasetConfig, root: Path) -> CacheEntry:
     layout, options = Layout(cfg.layout), slice_options(cfg)
     cases = find_cases(root, layout, cfg.skip_bad)
     inputs = [path for case in cases for path in (case.volume, case.segmentation)]
-    key = cache_key({**asdict(options), "crop": options.crop.value, "layout": layout.value}, root, inputs)
-    entry = load_or_build(
-        Path(cfg.cache_dir), key, lambda: build_slice_table(cases, options, cfg.num_workers, cfg.skip_bad)
-    )
+    key_options = {**asdict(options), "crop": options.crop.value, "layout": layout.value}
+    key = cache_key(key_options, root, inputs)
+
+    def build() -> tuple[SliceTable, dict[str, Any]]:
+        table, meta = build_slice_table(cases, options, cfg.num_workers, cfg.skip_bad)
+        return table, {**meta, "root": str(root.resolve()), "options": key_options}
+
+    entry = load_or_build(Path(cfg.cache_dir), key, build)
     _report_skipped(entry.meta["skipped"], cfg.skip_bad)
     return entry
 
@@ -151,7 +155,7 @@ def build_slice_table(
     for case, outcome in tqdm(outcomes, total=len(cases), desc="Slicing volumes", unit="volume"):
         if isinstance(outcome, LiverGanError):
             if not skip_bad:
-                raise outcome
+                raise LiverGanError(f"{outcome} (set dataset.skip_bad=true to leave patient {case.patient_id} out)")
             skipped[str(case.patient_id)] = str(outcome)
         else:
             sliced.append((case.patient_id, outcome))

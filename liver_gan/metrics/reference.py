@@ -5,8 +5,9 @@ features are computed once and kept under ``eval.cache_dir``.  An entry is keyed
 dataset, subset, real pool, image count, resolution and the weights' sha256, and by the sha256
 of the 8-bit pixels themselves: the dataset key does not cover the train/val split, which
 depends on the run's seed.  Per-class features are rows of the same entry (the real labels are a fixed
-function of the dataset), so they need no entry of their own.  Entries are written atomically
-under a lock, so concurrent jobs compute an entry once and never read a half-written one.
+function of the dataset), so they need no entry of their own.  Entries are made by
+:func:`liver_gan.atomic.build_once`, so concurrent jobs compute an entry once and never read a
+half-written one.
 """
 
 from __future__ import annotations
@@ -16,17 +17,20 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
-
 from torch import Tensor
 
-from liver_gan.atomic import atomic_directory, build_lock
+from liver_gan.atomic import build_once
+from liver_gan.errors import LiverGanError
 from liver_gan.images import to_uint8
 from liver_gan.metrics.fid import Statistics, feature_statistics
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
+
+KEY_FILE = "key.json"
+ARRAYS = ("features", "mu", "sigma")  # float32 (N, 2048), then the FID statistics (float64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,30 +66,52 @@ def pixels_sha256(images: Tensor) -> str:
 def reference_statistics(
     key: ReferenceKey, cache_dir: Path, compute_features: Callable[[], np.ndarray]
 ) -> ReferenceStatistics:
-    """The cached entry for ``key``, computing it with ``compute_features()`` on a miss."""
+    """The cached entry for ``key``, computing it with ``compute_features()`` on a miss.
+
+    A damaged entry (a truncated or unreadable file) is computed again in its place.
+    """
     entry = Path(cache_dir) / key.digest()
-    if entry.is_dir():
-        log.info("reference statistics: cache hit %s", entry)
-        return _load(entry)
-    with build_lock(entry):
-        if entry.is_dir():  # another job finished it while we waited for the lock
-            log.info("reference statistics: cache hit %s", entry)
-            return _load(entry)
-        log.info("reference statistics: cache miss, computing features of %d real images into %s", key.num_images, entry)
+
+    def compute(directory: Path) -> None:
+        logger.info(
+            "reference statistics: cache miss, computing features of %d real images into %s", key.num_images, entry
+        )
         features = np.asarray(compute_features(), dtype=np.float32)
-        reference = ReferenceStatistics(features, feature_statistics(features))
-        with atomic_directory(entry) as tmp:
-            _save(reference, key, tmp)
-    return reference
+        _save(ReferenceStatistics(features, feature_statistics(features)), key, directory)
+
+    if not build_once(entry, compute, is_complete=is_entry):
+        logger.info("reference statistics: cache hit %s", entry)
+    return _load(entry)
+
+
+def is_entry(path: Path) -> bool:
+    """Whether ``path`` holds a whole entry: every array's header matches its file's length
+    and the shapes agree (checked without reading the data), and ``key.json`` parses."""
+    try:
+        features, mu, sigma = (np.load(path / f"{name}.npy", mmap_mode="r") for name in ARRAYS)
+        key = json.loads((path / KEY_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    dims = features.shape[1:]
+    return mu.shape == dims and sigma.shape == dims * 2 and isinstance(key, dict)
+
+
+def entry_options(path: Path) -> dict[str, Any]:
+    """What the entry at ``path`` was computed from (the fields of its :class:`ReferenceKey`)."""
+    return json.loads((Path(path) / KEY_FILE).read_text())
 
 
 def _save(reference: ReferenceStatistics, key: ReferenceKey, directory: Path) -> None:
-    np.save(directory / "features.npy", reference.features)
-    np.save(directory / "mu.npy", reference.statistics[0])
-    np.save(directory / "sigma.npy", reference.statistics[1])
-    (directory / "key.json").write_text(json.dumps(dataclasses.asdict(key), indent=2) + "\n")
+    for name, array in zip(ARRAYS, (reference.features, *reference.statistics)):
+        np.save(directory / f"{name}.npy", array, allow_pickle=False)
+    (directory / KEY_FILE).write_text(json.dumps(dataclasses.asdict(key), indent=2) + "\n")
 
 
 def _load(entry: Path) -> ReferenceStatistics:
-    statistics = (np.load(entry / "mu.npy"), np.load(entry / "sigma.npy"))
-    return ReferenceStatistics(np.load(entry / "features.npy"), statistics)
+    try:
+        features, mu, sigma = (np.load(entry / f"{name}.npy", allow_pickle=False) for name in ARRAYS)
+    except (OSError, ValueError) as error:
+        raise LiverGanError(
+            f"reference statistics {entry} are damaged ({error}); delete that folder to compute them again"
+        ) from error
+    return ReferenceStatistics(features, (mu, sigma))
