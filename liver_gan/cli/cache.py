@@ -1,0 +1,73 @@
+"""``liver-gan-cache list|prune``: the dataset cache and the reference statistics, entry by entry.
+
+A plain argparse CLI rather than a Hydra app, as ``liver-gan-summary``: it reads two folders
+and would otherwise make a run directory of its own. The folders default to the configs'
+``dataset.cache_dir`` and ``eval.cache_dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from liver_gan.caches import DATASET, HEADER, REFERENCE, Listing, format_listing, list_cache, prune, select
+from liver_gan.cli import report_user_errors
+from liver_gan.config import DatasetConfig, EvalConfig
+from liver_gan.errors import LiverGanError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    folders = argparse.ArgumentParser(add_help=False)
+    folders.add_argument(
+        "--dataset-cache-dir", type=Path, default=Path(DatasetConfig.cache_dir), help="as dataset.cache_dir"
+    )
+    folders.add_argument("--eval-cache-dir", type=Path, default=Path(EvalConfig.cache_dir), help="as eval.cache_dir")
+    parser = argparse.ArgumentParser(
+        prog="liver-gan-cache",
+        description="The dataset cache and reference-statistics entries: their size, time since last use and "
+        "what each was built from; prune them. An entry being built is never touched.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", parents=[folders], help="one line per entry")
+    prune_parser = commands.add_parser("prune", parents=[folders], help="delete entries")
+    prune_parser.add_argument("keys", nargs="*", metavar="KEY", help="entries whose key starts with KEY")
+    prune_parser.add_argument("--older-than", type=float, metavar="DAYS", help="entries unused for DAYS days")
+    prune_parser.add_argument("--all", action="store_true", help="every entry")
+    prune_parser.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
+    return parser.parse_args(argv)
+
+
+@report_user_errors
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    now = time.time()
+    listings = list_cache(args.dataset_cache_dir, DATASET) + list_cache(args.eval_cache_dir, REFERENCE)
+    if args.command == "list":
+        _print_table(listings, now)
+        return
+    if sum((bool(args.keys), args.older_than is not None, args.all)) != 1:
+        raise LiverGanError("liver-gan-cache prune: give exactly one of KEY..., --older-than DAYS or --all")
+    chosen = select(listings, args.keys, args.older_than, args.all, now)
+    for listing in chosen:
+        if args.dry_run:
+            print(f"would remove {listing.path}")
+        elif prune(listing):
+            print(f"removed {listing.path}")
+        else:
+            print(f"skipped {listing.path}: it is being built now")
+    if not chosen:
+        print("nothing to prune")
+
+
+def _print_table(listings: list[Listing], now: float) -> None:
+    if not listings:
+        print("no cache entries")
+        return
+    print(HEADER)
+    for listing in listings:
+        print(format_listing(listing, now))
+
+
+if __name__ == "__main__":
+    main()
