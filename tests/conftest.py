@@ -1,18 +1,22 @@
-"""Shared fixtures: offline FID weights through a temporary TORCH_HOME, and config composition."""
+"""Shared fixtures: offline FID weights through a temporary TORCH_HOME, config composition, and
+one tiny phantom (with its dataset cache and reference statistics) for the whole session."""
 
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Callable, Iterator
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from tiny_gan import tiny_phantom_overrides
 
 from liver_gan.cli import CONFIG_DIR
 from liver_gan.config import register_configs
+
+Compose = Callable[..., DictConfig]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
@@ -71,13 +75,31 @@ def fid_weights(isolated_torch_home: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def compose_config() -> Callable[..., DictConfig]:
-    """Compose a primary config (``train`` = training) with overrides, as the CLI would."""
+@pytest.fixture(scope="session")
+def compose_config() -> Compose:
+    """Compose a primary config (``train`` = training) with overrides, as the CLI would.
+
+    With ``hydra=True`` (the default) Hydra's node is kept, as the task functions read the run
+    mode from it; ``hydra=False`` gives the task config that ``train()`` and the tools take.
+    """
     register_configs()
 
-    def _compose(overrides: List[str] | None = None, config_name: str = "train") -> DictConfig:
+    def _compose(overrides: list[str] | None = None, config_name: str = "train", hydra: bool = True) -> DictConfig:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose(config_name=config_name, overrides=list(overrides or []), return_hydra_config=True)
+            return compose(config_name=config_name, overrides=list(overrides or []), return_hydra_config=hydra)
 
     return _compose
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's tiny phantom, its dataset cache and reference statistics: built by the first
+    test that trains on them, reused by every later one."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def tiny_phantom(data_dir: Path) -> list[str]:
+    """Overrides for a tiny MLP on the tiny phantom in ``data_dir`` (see ``tiny_phantom_overrides``),
+    with the reference statistics there too."""
+    return [*tiny_phantom_overrides(data_dir), f"eval.cache_dir={data_dir / 'reference'}"]

@@ -8,44 +8,36 @@ import itertools
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
-from tiny_gan import tiny_phantom_overrides
 
 import liver_gan.training.loop as loop
-from liver_gan.cli import CONFIG_DIR
 from liver_gan.cli.train import train_task
-from liver_gan.config import register_configs
 from liver_gan.training.checkpoint import load_checkpoint
 from liver_gan.training.loop import TrainingDiverged, train
 
+Compose = Callable[..., DictConfig]
 NAN_FROM_STEP = 8  # in epoch 2 (6 or fewer steps per epoch), after epoch 1's checkpoint
+TRAINER = [
+    "trainer.device=cpu",
+    "trainer.batch_size=4",
+    "trainer.epochs=3",
+    "trainer.max_steps=null",
+    "trainer.checkpoint_every=1",
+    "trainer.log_every=100",  # no log step: the epoch's end must catch it
+    "eval.enabled=false",
+]
 
 
-def compose_run(data_dir: Path, *overrides: str) -> DictConfig:
-    """The composed config, Hydra's node included (the task function reads the run mode from it)."""
-    register_configs()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                *tiny_phantom_overrides(data_dir),
-                "trainer.device=cpu",
-                "trainer.batch_size=4",
-                "trainer.epochs=3",
-                "trainer.max_steps=null",
-                "trainer.checkpoint_every=1",
-                "trainer.log_every=100",  # no log step: the epoch's end must catch it
-                "eval.enabled=false",
-                *overrides,
-            ],
-            return_hydra_config=True,
-        )
+@pytest.fixture
+def compose_run(compose_config: Compose, tiny_phantom: list[str]) -> Compose:
+    """The composed config of a tiny run, Hydra's node included (the task function reads the run
+    mode from it)."""
+    return lambda *overrides: compose_config([*tiny_phantom, *TRAINER, *overrides])
 
 
 def task_config(cfg: DictConfig) -> DictConfig:
@@ -54,11 +46,6 @@ def task_config(cfg: DictConfig) -> DictConfig:
 
 def steps_per_epoch(run_dir: Path) -> int:
     return load_checkpoint(run_dir / "checkpoints" / "epoch_0001.pt")["step"]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("data")
 
 
 @pytest.fixture
@@ -81,9 +68,9 @@ def hydra_run() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("nan_loss")
-def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(data_dir: Path, tmp_path: Path) -> None:
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(compose_run: Compose, tmp_path: Path) -> None:
     with pytest.raises(TrainingDiverged) as diverged:
-        train(task_config(compose_run(data_dir)), tmp_path)
+        train(task_config(compose_run()), tmp_path)
     epoch = steps_per_epoch(tmp_path)
     message = str(diverged.value)
     assert "\n" not in message
@@ -99,13 +86,13 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint(data_dir: Path, 
 
 
 @pytest.mark.usefixtures("nan_loss")
-def test_a_log_step_catches_it_at_once(data_dir: Path, tmp_path: Path) -> None:
+def test_a_log_step_catches_it_at_once(compose_run: Compose, tmp_path: Path) -> None:
     with pytest.raises(TrainingDiverged, match=f"diverged by step {NAN_FROM_STEP} "):
-        train(task_config(compose_run(data_dir, "trainer.log_every=1")), tmp_path)
+        train(task_config(compose_run("trainer.log_every=1")), tmp_path)
 
 
 def test_non_finite_weights_are_never_checkpointed(
-    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    compose_run: Compose, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Even with finite losses, a checkpoint of infinite weights is refused."""
     real_step = loop.train_step
@@ -119,16 +106,16 @@ def test_non_finite_weights_are_never_checkpointed(
 
     monkeypatch.setattr(loop, "train_step", step)
     with pytest.raises(TrainingDiverged, match=f"by step {NAN_FROM_STEP} \\(non-finite weights\\)"):
-        train(task_config(compose_run(data_dir, f"trainer.max_steps={NAN_FROM_STEP}")), tmp_path)
+        train(task_config(compose_run(f"trainer.max_steps={NAN_FROM_STEP}")), tmp_path)
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] < NAN_FROM_STEP
     assert not (tmp_path / "samples" / f"step_{NAN_FROM_STEP:07d}.png").exists()
 
 
 @pytest.mark.usefixtures("nan_loss", "hydra_run")
 def test_the_cli_exits_2_with_one_line_in_a_single_run(
-    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    compose_run: Compose, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cfg = compose_run(data_dir, "trainer.log_every=1")
+    cfg = compose_run("trainer.log_every=1")
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(tmp_path)
     HydraConfig.instance().set_config(cfg)
@@ -139,8 +126,8 @@ def test_the_cli_exits_2_with_one_line_in_a_single_run(
 
 
 @pytest.mark.usefixtures("nan_loss", "hydra_run")
-def test_a_multirun_job_scores_inf(data_dir: Path, tmp_path: Path) -> None:
-    cfg = compose_run(data_dir, "trainer.log_every=1", "hydra.mode=MULTIRUN")
+def test_a_multirun_job_scores_inf(compose_run: Compose, tmp_path: Path) -> None:
+    cfg = compose_run("trainer.log_every=1", "hydra.mode=MULTIRUN")
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(tmp_path)
     HydraConfig.instance().set_config(cfg)

@@ -10,18 +10,15 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tiny_gan import tiny_phantom_overrides
 
 import liver_gan.training.loop as loop
-from liver_gan.cli import CONFIG_DIR
-from liver_gan.config import register_configs
 from liver_gan.errors import LiverGanError
 from liver_gan.training.checkpoint import load_checkpoint
 from liver_gan.training.loop import train
 
+Compose = Callable[..., DictConfig]
 LOGGED = ("loss/D", "loss/G", "D(x)", "D(G(z))")
 EPOCHS = 3
 KILLED_AT_CALL = 8  # mid-epoch 2 (6 or fewer steps per epoch), after epoch 1's checkpoint
@@ -31,27 +28,24 @@ class Killed(Exception):
     """Stands in for the process being killed mid-step."""
 
 
-def train_config(data_dir: Path, *overrides: str) -> DictConfig:
-    register_configs()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                *tiny_phantom_overrides(data_dir),
-                "loss=wgan_gp",  # its penalty draws random interpolation weights every step
-                "trainer.device=cpu",
-                "trainer.deterministic=true",
-                "trainer.batch_size=4",
-                f"trainer.epochs={EPOCHS}",
-                "trainer.max_steps=null",
-                "trainer.log_every=4",  # so that checkpoints hold a partly summed log window
-                "trainer.checkpoint_every=1",
-                "trainer.sample_every=1",
-                "trainer.resume=auto",
-                "eval.enabled=false",
-                *overrides,
-            ],
-        )
+TRAINER = [
+    "loss=wgan_gp",  # its penalty draws random interpolation weights every step
+    "trainer.device=cpu",
+    "trainer.deterministic=true",
+    "trainer.batch_size=4",
+    f"trainer.epochs={EPOCHS}",
+    "trainer.max_steps=null",
+    "trainer.log_every=4",  # so that checkpoints hold a partly summed log window
+    "trainer.checkpoint_every=1",
+    "trainer.sample_every=1",
+    "trainer.resume=auto",
+    "eval.enabled=false",
+]
+
+
+@pytest.fixture(scope="module")
+def train_config(compose_config: Compose, tiny_phantom: list[str]) -> Compose:
+    return lambda *overrides: compose_config([*tiny_phantom, *TRAINER, *overrides], hydra=False)
 
 
 def logged_losses(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -80,15 +74,10 @@ def restore_determinism() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("data")
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def uninterrupted(train_config: Compose, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference run; trainer.resume=auto in an empty run dir starts afresh."""
     run_dir = tmp_path_factory.mktemp("uninterrupted")
-    train(train_config(data_dir), run_dir)
+    train(train_config(), run_dir)
     return run_dir
 
 
@@ -105,17 +94,17 @@ def kill_at_call(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
 
 
 def test_a_killed_run_resumes_to_the_uninterrupted_result(
-    data_dir: Path, uninterrupted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    train_config: Compose, uninterrupted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with monkeypatch.context() as patch:
         kill_at_call(patch, KILLED_AT_CALL)
         with pytest.raises(Killed):
-            train(train_config(data_dir), tmp_path)
+            train(train_config(), tmp_path)
     killed_at = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"]
     assert 0 < killed_at < KILLED_AT_CALL
     # TensorBoard names event files by the second: the resumed run's file must sort after the killed one's.
     time.sleep(1.1)
-    metrics = train(train_config(data_dir), tmp_path)
+    metrics = train(train_config(), tmp_path)
 
     reference = load_checkpoint(uninterrupted / "checkpoints" / "last.pt")
     assert metrics["steps"] == reference["step"]
@@ -123,19 +112,21 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(
     assert logged_losses(tmp_path) == logged_losses(uninterrupted)
 
 
-def test_a_run_capped_mid_epoch_continues_where_it_stopped(data_dir: Path, uninterrupted: Path, tmp_path: Path) -> None:
-    train(train_config(data_dir, "trainer.max_steps=7"), tmp_path)
+def test_a_run_capped_mid_epoch_continues_where_it_stopped(
+    train_config: Compose, uninterrupted: Path, tmp_path: Path
+) -> None:
+    train(train_config("trainer.max_steps=7"), tmp_path)
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 7
     time.sleep(1.1)
-    train(train_config(data_dir), tmp_path)
+    train(train_config(), tmp_path)
 
     reference = load_checkpoint(uninterrupted / "checkpoints" / "last.pt")
     assert_same_state(load_checkpoint(tmp_path / "checkpoints" / "last.pt"), reference)
     assert logged_losses(tmp_path) == logged_losses(uninterrupted)
 
 
-def test_resume_from_a_file_refuses_another_model(data_dir: Path, uninterrupted: Path, tmp_path: Path) -> None:
+def test_resume_from_a_file_refuses_another_model(train_config: Compose, uninterrupted: Path, tmp_path: Path) -> None:
     checkpoint = uninterrupted / "checkpoints" / "epoch_0001.pt"
-    cfg = train_config(data_dir, f"trainer.resume={checkpoint}", "model.generator_widths=[16]")
+    cfg = train_config(f"trainer.resume={checkpoint}", "model.generator_widths=[16]")
     with pytest.raises(LiverGanError, match="resume with the same model"):
         train(cfg, tmp_path)

@@ -11,18 +11,16 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tiny_gan import tiny_phantom_overrides
 
-from liver_gan.cli import CONFIG_DIR
-from liver_gan.config import OptimizerImplementation, register_configs
+from liver_gan.config import OptimizerImplementation
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
@@ -31,6 +29,7 @@ from liver_gan.training import loop
 from liver_gan.training.loop import draw_fixed_samples, train
 from liver_gan.training.optim import build_optimizers
 
+Compose = Callable[..., DictConfig]
 LOGGED = ("loss/D", "loss/G", "D(x)", "D(G(z))")
 BATCH_SIZE = 4
 TRAINER = [
@@ -51,14 +50,18 @@ def tiny_run_overrides(data_dir: Path) -> list[str]:
     return [*tiny_phantom_overrides(data_dir), f"eval.cache_dir={data_dir / 'reference'}", *TRAINER]
 
 
-def train_config(data_dir: Path, *overrides: str) -> DictConfig:
-    """The task config of a tiny run; a model=... override replaces the tiny MLP."""
-    run = tiny_run_overrides(data_dir)
-    if any(override.startswith("model=") for override in overrides):
-        run = [override for override in run if not override.startswith("model")]
-    register_configs()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("train", overrides=[*run, *overrides])
+@pytest.fixture(scope="module")
+def train_config(compose_config: Compose) -> Compose:
+    """The task config of a tiny run on the phantom in a data dir; a model=... override replaces
+    the tiny MLP."""
+
+    def compose(data_dir: Path, *overrides: str) -> DictConfig:
+        run = tiny_run_overrides(data_dir)
+        if any(override.startswith("model=") for override in overrides):
+            run = [override for override in run if not override.startswith("model")]
+        return compose_config([*run, *overrides], hydra=False)
+
+    return compose
 
 
 def scalars(accumulator: EventAccumulator, tag: str) -> list[Tuple[int, float]]:
@@ -78,12 +81,9 @@ def read_events(run_dir: Path) -> EventAccumulator:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("data")
-
-
-@pytest.fixture(scope="module")
-def finished_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, Dict[str, Any]]:
+def finished_run(
+    train_config: Compose, data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Tuple[Path, Dict[str, Any]]:
     run_dir = tmp_path_factory.mktemp("run")
     return run_dir, train(train_config(data_dir), run_dir)
 
@@ -140,7 +140,7 @@ def test_run_dir_holds_metrics_samples_and_dataset_summary(finished_run: Tuple[P
     assert Image.open(grids[-1]).size == (3 * 34 + 2, 3 * 34 + 2)
 
 
-def test_conditional_dcgan_run_samples_both_classes(data_dir: Path, tmp_path: Path) -> None:
+def test_conditional_dcgan_run_samples_both_classes(train_config: Compose, data_dir: Path, tmp_path: Path) -> None:
     cfg = train_config(
         data_dir,
         "model=dcgan",
@@ -160,7 +160,7 @@ def test_conditional_dcgan_run_samples_both_classes(data_dir: Path, tmp_path: Pa
     assert not (tmp_path / "checkpoints" / "epoch_0000.pt").exists()
 
 
-def test_conditional_fixed_noise_pairs_the_classes_column_by_column(data_dir: Path) -> None:
+def test_conditional_fixed_noise_pairs_the_classes_column_by_column(train_config: Compose, data_dir: Path) -> None:
     cfg = train_config(data_dir, "model.conditional=true", "dataset.subset=all", "trainer.num_fixed_samples=19")
     fixed = draw_fixed_samples(cfg, 8, torch.device("cpu"))
     assert fixed.columns == 5 and len(fixed.noise) == 10  # rounded down to one full row pair
@@ -169,7 +169,9 @@ def test_conditional_fixed_noise_pairs_the_classes_column_by_column(data_dir: Pa
 
 
 @pytest.mark.parametrize("implementation", list(OptimizerImplementation))
-def test_every_optimizer_implementation_builds(data_dir: Path, implementation: OptimizerImplementation) -> None:
+def test_every_optimizer_implementation_builds(
+    train_config: Compose, data_dir: Path, implementation: OptimizerImplementation
+) -> None:
     cfg = train_config(data_dir, f"optimizer.implementation={implementation.value}", "optimizer.d_lr=1e-3")
     networks = (torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
     optimizer_g, optimizer_d = build_optimizers(cfg.optimizer, *networks, torch.device("cpu"))
@@ -178,14 +180,16 @@ def test_every_optimizer_implementation_builds(data_dir: Path, implementation: O
     assert (optimizer_g.defaults["fused"], optimizer_g.defaults["foreach"]) == expected[implementation.value]
 
 
-def test_amp_on_cpu_fails_before_any_dataset_build(tmp_path: Path) -> None:
+def test_amp_on_cpu_fails_before_any_dataset_build(train_config: Compose, tmp_path: Path) -> None:
     cfg = train_config(tmp_path / "data", "trainer.amp=true")
     with pytest.raises(LiverGanError, match="trainer.amp=true needs a CUDA device"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "data").exists()
 
 
-def test_a_missing_eval_fid_weights_file_fails_before_any_dataset_build(tmp_path: Path) -> None:
+def test_a_missing_eval_fid_weights_file_fails_before_any_dataset_build(
+    train_config: Compose, tmp_path: Path
+) -> None:
     cfg = train_config(tmp_path / "data", "eval.enabled=true", f"eval.fid.weights={tmp_path / 'nowhere.pth'}")
     with pytest.raises(LiverGanError, match="eval.fid.weights=.*nowhere.pth: no such file"):
         train(cfg, tmp_path / "run")
@@ -202,7 +206,7 @@ def test_weights_that_must_be_downloaded_are_announced_at_the_start(
 
 
 def test_missing_fid_weights_still_save_the_run(
-    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    train_config: Compose, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def unavailable(weights: str | None, device: torch.device) -> None:
         raise FIDWeightsUnavailable("put the weights file in place")
@@ -257,7 +261,7 @@ def test_cli_run_with_real_fid(fid_weights: Path, data_dir: Path, tmp_path: Path
     ],
 )
 def test_bad_loss_and_eval_options_fail_before_the_dataset_build(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overrides: list[str], message: str
+    train_config: Compose, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overrides: list[str], message: str
 ) -> None:
     """Not after the build, nor (for eval.*) after a whole training run."""
 
