@@ -17,6 +17,9 @@ from typing import Iterable
 
 from liver_gan.errors import LiverGanError
 
+# The negative slope of every discriminator's LeakyReLU, as in the DCGAN paper and the thesis.
+LEAKY_SLOPE = 0.2
+
 
 def require_positive(option: str, values: Iterable[int]) -> None:
     """Layer sizes come from the user's config: a zero or negative one is a config error."""

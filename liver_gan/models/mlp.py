@@ -16,10 +16,8 @@ from typing import Sequence
 from torch import Tensor, nn
 
 from liver_gan.config import Conditioning
-from liver_gan.models import require_positive
+from liver_gan.models import LEAKY_SLOPE, require_positive
 from liver_gan.models.conditioning import DiscriminatorConditioning, LabelEmbedding, model_classes
-
-LEAKY_SLOPE = 0.2
 
 
 class MLPGenerator(nn.Module):
