@@ -15,7 +15,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -48,12 +48,12 @@ class SliceSet:
     images: torch.Tensor  # float32 (N, 1, R, R), values in [-1, 1]
     labels: torch.Tensor  # int64 (N,), HEALTHY / TUMOR
     patient_ids: torch.Tensor  # int64 (N,)
-    slice_indices: Optional[torch.Tensor] = None  # int64 (N,), axial index in the canonical volume
+    slice_indices: torch.Tensor | None = None  # int64 (N,), axial index in the canonical volume
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def of_class(self, label: int) -> "SliceSet":
+    def of_class(self, label: int) -> SliceSet:
         keep = self.labels == label
         return SliceSet(
             self.images[keep],
@@ -70,7 +70,7 @@ class PreparedDataset:
     subset: Subset
     train: SliceSet  # filtered to ``subset`` (labels kept)
     val: SliceSet
-    summary: Dict[str, Any]  # the dataset_summary.json structure (counts over both classes)
+    summary: dict[str, Any]  # the dataset_summary.json structure (counts over both classes)
 
 
 def prepare_dataset(cfg: DatasetConfig, seed: int) -> PreparedDataset:
@@ -147,10 +147,10 @@ def _require(condition: bool, message: str) -> None:
 
 def build_slice_table(
     cases: Sequence[Case], options: SliceOptions, num_workers: int, skip_bad: bool
-) -> Tuple[SliceTable, Dict[str, Any]]:
+) -> tuple[SliceTable, dict[str, Any]]:
     """Slice every case (in parallel over volumes) into one table, plus the cache's meta fields."""
-    sliced: List[Tuple[int, ScanSlices]] = []
-    skipped: Dict[str, str] = {}
+    sliced: list[tuple[int, ScanSlices]] = []
+    skipped: dict[str, str] = {}
     outcomes = zip(cases, _slice_cases(cases, options, num_workers))
     for case, outcome in tqdm(outcomes, total=len(cases), desc="Slicing volumes", unit="volume"):
         if isinstance(outcome, LiverGanError):
@@ -174,7 +174,7 @@ def build_slice_table(
 
 def _slice_cases(
     cases: Sequence[Case], options: SliceOptions, num_workers: int
-) -> Iterator[Union[ScanSlices, LiverGanError]]:
+) -> Iterator[ScanSlices | LiverGanError]:
     """Outcomes in case order; with several workers, each process holds one volume at a time."""
     work = functools.partial(_slice_case, options=options)
     if num_workers <= 1 or len(cases) <= 1 or _input_bytes(cases) < PARALLEL_MIN_INPUT_BYTES:
@@ -196,7 +196,7 @@ def _input_bytes(cases: Sequence[Case]) -> int:
     return sum(path.stat().st_size for case in cases for path in (case.volume, case.segmentation))
 
 
-def _slice_case(case: Case, options: SliceOptions) -> Union[ScanSlices, LiverGanError]:
+def _slice_case(case: Case, options: SliceOptions) -> ScanSlices | LiverGanError:
     """A bad file is returned, not raised, so the caller decides between failing and skipping."""
     try:
         return slice_scan(read_scan(case.volume, case.segmentation), options)
@@ -204,7 +204,7 @@ def _slice_case(case: Case, options: SliceOptions) -> Union[ScanSlices, LiverGan
         return error
 
 
-def _table(sliced: Sequence[Tuple[int, ScanSlices]]) -> SliceTable:
+def _table(sliced: Sequence[tuple[int, ScanSlices]]) -> SliceTable:
     return SliceTable(
         images=np.concatenate([scan.images for _, scan in sliced]),
         labels=np.concatenate([np.where(scan.tumor, TUMOR, HEALTHY).astype(np.int8) for _, scan in sliced]),
@@ -221,7 +221,7 @@ def _report_skipped(skipped: Mapping[str, str], skip_bad: bool) -> None:
         logger.warning("skipping patient %s (dataset.skip_bad=true): %s", patient, problem)
 
 
-def split_patients(has_tumor: Mapping[int, bool], val_fraction: float, seed: int) -> Tuple[List[int], List[int]]:
+def split_patients(has_tumor: Mapping[int, bool], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Patients -> (train ids, val ids), the same for the same seed.
 
     ``round(val_fraction * patients)`` patients go to val (at least one once there are two
@@ -242,7 +242,7 @@ def _num_val(num_patients: int, val_fraction: float) -> int:
     return min(max(1, round(val_fraction * num_patients)), num_patients - 1)
 
 
-def _proportional_quotas(total: int, sizes: Sequence[int]) -> List[int]:
+def _proportional_quotas(total: int, sizes: Sequence[int]) -> list[int]:
     """Split ``total`` over groups of ``sizes`` in proportion (largest remainder; ties to the first)."""
     shares = [total * size / max(sum(sizes), 1) for size in sizes]
     quotas = [math.floor(share) for share in shares]
@@ -252,7 +252,7 @@ def _proportional_quotas(total: int, sizes: Sequence[int]) -> List[int]:
     return quotas
 
 
-def _slice_set(table: SliceTable, patients: List[int], subset: Subset) -> SliceSet:
+def _slice_set(table: SliceTable, patients: list[int], subset: Subset) -> SliceSet:
     keep = np.isin(table.patient_ids, patients) & np.isin(table.labels, SUBSET_CLASSES[subset])
     return SliceSet(
         images=torch.from_numpy(table.images[keep].astype(np.float32)).unsqueeze(1),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Tuple
 
 import numpy as np
 import torch
@@ -72,7 +71,7 @@ def _window_and_resize(scan: CTScan, indices: np.ndarray, options: SliceOptions)
     return resized.astype(np.float16)
 
 
-def liver_slices(labels: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def liver_slices(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Canonical (X, Y, Z) labels -> (indices of slices with liver or tumor, whether each has tumor)."""
     highest = labels.max(axis=(0, 1))
     indices = np.flatnonzero(highest >= LIVER_LABEL)
@@ -90,7 +89,7 @@ def pad_to_square(images: np.ndarray) -> np.ndarray:
     return np.pad(images, padding, constant_values=OUTSIDE)
 
 
-def liver_square(liver: np.ndarray, margin: float, min_side: int = 1) -> Tuple[int, int, int]:
+def liver_square(liver: np.ndarray, margin: float, min_side: int = 1) -> tuple[int, int, int]:
     """(top, left, side) of the square centred on the liver's bounding box, grown by ``margin``
     and at least ``min_side`` pixels wide."""
     rows = np.flatnonzero(liver.any(axis=1))
@@ -102,7 +101,7 @@ def liver_square(liver: np.ndarray, margin: float, min_side: int = 1) -> Tuple[i
     return top, left, side
 
 
-def crop_square(image: np.ndarray, square: Tuple[int, int, int]) -> np.ndarray:
+def crop_square(image: np.ndarray, square: tuple[int, int, int]) -> np.ndarray:
     """Cut ``square`` out of a 2-D image; where it leaves the image it is filled with OUTSIDE."""
     top, left, side = square
     crop = np.full((side, side), OUTSIDE, dtype=image.dtype)
@@ -121,7 +120,7 @@ def resize(images: np.ndarray, resolution: int) -> np.ndarray:
     return resized.squeeze(1).numpy()
 
 
-def crop_and_resize(images: np.ndarray, squares: List[Tuple[int, int, int]], resolution: int) -> np.ndarray:
+def crop_and_resize(images: np.ndarray, squares: list[tuple[int, int, int]], resolution: int) -> np.ndarray:
     """Crop each slice to its own square; crops differ in size, so each is resized on its own."""
     resized = np.empty((len(images), resolution, resolution), dtype=np.float32)
     for index, (image, square) in enumerate(zip(images, squares)):

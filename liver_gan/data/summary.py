@@ -4,7 +4,7 @@ per-patient counts, in a fixed form that other tools read; and its Table 1 style
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Mapping
+from typing import Any, Mapping
 
 from liver_gan.atomic import atomic_write_json
 from liver_gan.data.labels import CLASS_NAMES
@@ -12,7 +12,7 @@ from liver_gan.data.labels import CLASS_NAMES
 SUMMARY_FILE = "dataset_summary.json"
 
 
-def dataset_summary(per_patient: Mapping[str, Mapping[str, int]], train: List[int], val: List[int]) -> Dict[str, Any]:
+def dataset_summary(per_patient: Mapping[str, Mapping[str, int]], train: list[int], val: list[int]) -> dict[str, Any]:
     """Counts over both classes, whatever ``dataset.subset`` keeps for training.
 
     ``per_patient`` maps a patient id (as a string, the JSON key) to its ``slices``,
@@ -27,7 +27,7 @@ def dataset_summary(per_patient: Mapping[str, Mapping[str, int]], train: List[in
     }
 
 
-def _class_counts(per_patient: Mapping[str, Mapping[str, int]], patients: List[int]) -> Dict[str, int]:
+def _class_counts(per_patient: Mapping[str, Mapping[str, int]], patients: list[int]) -> dict[str, int]:
     tumor = sum(per_patient[str(patient)]["tumor_slices"] for patient in patients)
     liver = sum(per_patient[str(patient)]["liver_slices"] for patient in patients)
     healthy_name, tumor_name = CLASS_NAMES

@@ -21,7 +21,7 @@ class Canvas:
     occupied: np.ndarray
 
     def paint(
-        self, mask: np.ndarray, value, slices: slice = slice(None), organ: bool = True
+        self, mask: np.ndarray, value: float | np.ndarray, slices: slice = slice(None), organ: bool = True
     ) -> None:
         """Set ``mask`` (over the slab ``slices``) to ``value``, a number or an array."""
         hu = self.hu[:, :, slices]

@@ -4,12 +4,16 @@ smooth random fields that give organs their texture and vessels their shape."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
 
 from liver_gan.config import PhantomConfig
+
+# Millimetres: one number, or one per slice as a (1, 1, Z) array that broadcasts over the grid.
+Size = float | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,7 @@ class Grid:
     def shape(self) -> tuple[int, int, int]:
         return (self.x.shape[0], self.y.shape[1], self.z.shape[2])
 
-    def slab(self, bottom: float, top: float) -> tuple["Grid", slice]:
+    def slab(self, bottom: float, top: float) -> tuple[Grid, slice]:
         """The slices with ``bottom <= u <= top``: organs are drawn only where they can be."""
         inside = np.flatnonzero((self.u[0, 0] >= bottom) & (self.u[0, 0] <= top))
         if inside.size == 0:
@@ -34,7 +38,7 @@ class Grid:
         slices = slice(int(inside[0]), int(inside[-1]) + 1)
         return replace(self, z=self.z[:, :, slices], u=self.u[:, :, slices]), slices
 
-    def crop(self, box: tuple[slice, slice, slice]) -> "Grid":
+    def crop(self, box: tuple[slice, slice, slice]) -> Grid:
         """The voxels inside the bounding box ``box``."""
         x, y, z = box
         return replace(self, x=self.x[x], y=self.y[:, y], z=self.z[:, :, z], u=self.u[:, :, z])
@@ -78,7 +82,7 @@ class Outline:
     posterior: np.ndarray  # mm from the centre to the back
     power: float = 2.4
 
-    def inset(self, lateral: float, anterior: float, posterior: float) -> "Outline":
+    def inset(self, lateral: float, anterior: float, posterior: float) -> Outline:
         return replace(
             self,
             half_width=self.half_width - lateral,
@@ -86,7 +90,7 @@ class Outline:
             posterior=self.posterior - posterior,
         )
 
-    def toward(self, inner: "Outline", fraction: float) -> "Outline":
+    def toward(self, inner: Outline, fraction: float) -> Outline:
         """The outline ``fraction`` of the way from this one to ``inner``."""
         return replace(
             self,
@@ -106,13 +110,13 @@ class Outline:
         return self.level(grid, slices) < 1.0
 
 
-def ellipse(grid: Grid, cx, cy, half_x, half_y) -> np.ndarray:
+def ellipse(grid: Grid, cx: Size, cy: Size, half_x: Size, half_y: Size) -> np.ndarray:
     """``((x - cx) / half_x) ** 2 + ((y - cy) / half_y) ** 2``: below 1 inside."""
     return ((grid.x - cx) / half_x) ** 2 + ((grid.y - cy) / half_y) ** 2
 
 
 def segment_distance(
-    points: tuple[np.ndarray, ...], start, end
+    points: tuple[np.ndarray, ...], start: Sequence[float], end: Sequence[float]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distance from broadcastable ``points`` to the segment ``start``-``end``, and how far
     along it (0..1) the nearest point lies."""
