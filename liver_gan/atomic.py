@@ -78,8 +78,7 @@ def atomic_directory(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private (0700)
-        if path.exists():
-            shutil.rmtree(path)
+        remove_directory(path)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
