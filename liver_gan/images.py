@@ -1,6 +1,6 @@
 """Slices as 8-bit image files: the one conversion from [-1, 1] to 8-bit levels, and every PNG
-the package writes or reads (sample folders, the ImageFolder export, FID's image folders, the
-visual Turing test).
+the package writes or reads (sample folders and grids, the ImageFolder export, FID's image
+folders, the visual Turing test).
 
 :func:`to_uint8` rounds as ``torchvision.utils.save_image`` does, so a PNG of a slice holds the
 levels that pytorch-fid's CLI reads from it, and the pixels fed to Inception are those levels:
@@ -18,8 +18,9 @@ import torch
 from PIL import Image
 from pytorch_fid.fid_score import IMAGE_EXTENSIONS
 from torch import Tensor
+from torchvision.utils import make_grid, save_image
 
-from liver_gan.atomic import atomic_directory, build_lock
+from liver_gan.atomic import atomic_directory, atomic_write, build_lock
 from liver_gan.errors import LiverGanError
 
 
@@ -50,6 +51,18 @@ def write_png_folder(images: Tensor, directory: Path) -> None:
     with build_lock(directory), atomic_directory(directory) as tmp:
         for index, image in enumerate(pixels):
             save_png(image[0], tmp / f"{index:05d}.png")
+
+
+def image_grid(images: Tensor, columns: int, pad_value: float = 0.0) -> Tensor:
+    """A (3, H, W) grid in [0, 1] of (N, 1, R, R) images in [-1, 1], ``columns`` wide."""
+    return make_grid(
+        images.float().cpu(), nrow=columns, padding=2, normalize=True, value_range=(-1.0, 1.0), pad_value=pad_value
+    )
+
+
+def write_grid_png(grid: Tensor, path: Path) -> None:
+    """An :func:`image_grid` as a PNG, written atomically; its levels are :func:`to_uint8`'s."""
+    atomic_write(Path(path), lambda tmp: save_image(grid, tmp, format="png"))
 
 
 def image_files(directory: Path) -> list[Path]:

@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.utils import make_grid, save_image
 
-from liver_gan.atomic import atomic_write
 from liver_gan.errors import LiverGanError
+from liver_gan.images import image_grid, write_grid_png
 
 QUANTILES = {"min": 0.0, "p05": 0.05, "p50": 0.5}
 # Query rows per torch.cdist call: bounds the (chunk x references) distance matrix.
@@ -147,8 +146,7 @@ def save_closest_pairs(
     distances, indices = fake_nearest or nearest_training_slices(fake_images, train_images, device)
     closest = distances.argsort()[:num_pairs]
     pairs = torch.stack([fake_images[closest].cpu(), train_images[indices[closest]].cpu()], dim=1)
-    grid = make_grid(pairs.flatten(0, 1), nrow=2, normalize=True, value_range=(-1, 1), pad_value=1.0)
-    atomic_write(Path(path), lambda tmp: save_image(grid, tmp, format="png"))
+    write_grid_png(image_grid(pairs.flatten(0, 1), columns=2, pad_value=1.0), Path(path))
     return Path(path)
 
 

@@ -32,17 +32,17 @@ from typing import Any, Iterator
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
-from torchvision.utils import save_image
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from liver_gan.atomic import atomic_write, atomic_write_json
+from liver_gan.atomic import atomic_write_json
 from liver_gan.config import Subset
 from liver_gan.data.dataset import PreparedDataset, SliceSet, prepare_dataset
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.data.summary import write_dataset_summary
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
+from liver_gan.images import image_grid, write_grid_png
 from liver_gan.losses import check_loss_options, discriminator_loss, generator_loss
 from liver_gan.metrics.evaluate import check_eval_options, evaluate_generator
 from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
@@ -56,7 +56,7 @@ from liver_gan.training.checkpoint import (
 )
 from liver_gan.training.optim import build_optimizers
 from liver_gan.training.seeding import restore_rng_state, rng_state, seed_everything
-from liver_gan.training.tensorboard import TensorBoardLogger, image_grid
+from liver_gan.training.tensorboard import TensorBoardLogger
 
 log = logging.getLogger(__name__)
 
@@ -516,7 +516,7 @@ def write_samples(
     board.image("samples", grid, step)
     epochs, rest = divmod(step, steps_per_epoch)
     name = f"epoch_{epochs:04d}.png" if rest == 0 else f"step_{step:07d}.png"
-    atomic_write(run_dir / "samples" / name, lambda tmp: save_image(grid, tmp, format="png"))
+    write_grid_png(grid, run_dir / "samples" / name)
 
 
 def write_checkpoint(

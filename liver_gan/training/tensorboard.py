@@ -9,14 +9,8 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
-from torchvision.utils import make_grid
 
 from liver_gan.training.checkpoint import plain_config
-
-
-def image_grid(images: Tensor, nrow: int) -> Tensor:
-    """A (3, H, W) grid in [0, 1] of images in [-1, 1]."""
-    return make_grid(images.float().cpu(), nrow=nrow, padding=2, normalize=True, value_range=(-1.0, 1.0))
 
 
 class TensorBoardLogger:
