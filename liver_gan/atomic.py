@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 import torch
 from filelock import FileLock, Timeout
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 TEMPORARY_SUFFIX = ".tmp"
@@ -111,7 +111,7 @@ def build_once(
         with build_lock(path):
             if not is_complete(path):
                 if path.exists():
-                    logger.warning("%s is incomplete or damaged: building it again", path)
+                    log.warning("%s is incomplete or damaged: building it again", path)
                 with atomic_directory(path) as tmp:
                     build(tmp)
                 return True
@@ -144,7 +144,7 @@ def remove_stale_temporaries(path: Path) -> None:
     Call it only while holding :func:`build_lock` for ``path``: no live writer has one then.
     """
     for stale in temporaries_of(path):
-        logger.info("removing %s, left by an interrupted build", stale)
+        log.info("removing %s, left by an interrupted build", stale)
         if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
         else:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -56,7 +55,7 @@ def write_samples(
     cfg: DictConfig,
     out: Path,
     device: torch.device,
-    memorisation: Optional[MemorisationFilter] = None,
+    memorisation: MemorisationFilter | None = None,
 ) -> dict[str, Tensor]:
     """Generate and write every stack (``samples``, or one per class), without near-copies of
     training slices when ``memorisation`` is given; returns them by name."""
@@ -77,7 +76,7 @@ def write_samples(
     return stacks
 
 
-def _labels_by_stack(num_classes: int, num_samples: int) -> dict[str, Optional[Tensor]]:
+def _labels_by_stack(num_classes: int, num_samples: int) -> dict[str, Tensor | None]:
     if num_classes == 0:
         return {"samples": None}
     return {CLASS_NAMES[label]: torch.full((num_samples,), label) for label in range(num_classes)}

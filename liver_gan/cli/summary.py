@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import List, Optional
 
 from liver_gan.cli import report_user_errors
 from liver_gan.sweeps.summary import collect_jobs, format_markdown, write_summary
 
 
-def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="liver-gan-summary",
         description="Print a table of every job's overrides and metrics under DIR, best FID first "
@@ -25,7 +24,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 
 @report_user_errors
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     root = parse_args(argv).dir
     jobs = collect_jobs(root)
     print(format_markdown(root, jobs))

@@ -20,7 +20,7 @@ import numpy as np
 from liver_gan.atomic import build_once
 from liver_gan.errors import LiverGanError
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 # Bump whenever reading or slicing changes what an entry holds: old entries are then ignored.
 CACHE_FORMAT_VERSION = 2
@@ -71,12 +71,12 @@ def load_or_build(
     path = Path(cache_dir) / key
 
     def write_entry(directory: Path) -> None:
-        logger.info("dataset cache miss: building %s", path)
+        log.info("dataset cache miss: building %s", path)
         slices, meta = build()
         _write(directory, slices, {"key": key, "format_version": CACHE_FORMAT_VERSION, **meta})
 
     if not build_once(path, write_entry, is_complete=is_entry):
-        logger.info("dataset cache hit: %s", path)
+        log.info("dataset cache hit: %s", path)
     slices, meta = _read(path)
     return CacheEntry(key=key, path=path, slices=slices, meta=meta)
 

@@ -33,7 +33,7 @@ from liver_gan.data.slicing import ScanSlices, SliceOptions, slice_scan
 from liver_gan.data.summary import dataset_summary
 from liver_gan.errors import LiverGanError
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 # A spawned worker spends seconds importing torch before its first volume (2-5 s on a 2-core
 # machine), while a serial build gets through 512x512 int16 .nii.gz at about 100 MB/s
@@ -218,7 +218,7 @@ def _report_skipped(skipped: Mapping[str, str], skip_bad: bool) -> None:
     for patient, problem in skipped.items():
         if not skip_bad:
             raise LiverGanError(f"{problem} (set dataset.skip_bad=true to leave patient {patient} out)")
-        logger.warning("skipping patient %s (dataset.skip_bad=true): %s", patient, problem)
+        log.warning("skipping patient %s (dataset.skip_bad=true): %s", patient, problem)
 
 
 def split_patients(has_tumor: Mapping[int, bool], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -270,4 +270,4 @@ def _check_not_empty(train: SliceSet, val: SliceSet, subset: Subset, summary: Ma
             "choose another dataset.subset or check the segmentations"
         )
     if len(val) == 0 and summary["patients"]["val"]:
-        logger.warning("dataset.subset=%s has no validation slices (val has %s)", subset.value, counts["val"])
+        log.warning("dataset.subset=%s has no validation slices (val has %s)", subset.value, counts["val"])

@@ -24,7 +24,7 @@ from pathlib import Path
 from liver_gan.config import Layout
 from liver_gan.errors import LiverGanError
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 NIFTI_SUFFIX = r"\.nii(?:\.gz)?"
 LITS_VOLUME = re.compile(rf"volume-(\d+){NIFTI_SUFFIX}")
@@ -76,7 +76,7 @@ def files_below(root: Path, skip_bad: bool = False) -> Iterator[Path]:
         problem = f"{error.filename}: cannot list this folder ({error.strerror})"
         if not skip_bad:
             raise LiverGanError(f"{problem}; make it readable, or move it out of dataset.root")
-        logger.warning("leaving out %s (dataset.skip_bad=true)", problem)
+        log.warning("leaving out %s (dataset.skip_bad=true)", problem)
 
     seen: set[tuple[int, int]] = set()
     for folder, subfolders, names in os.walk(root, onerror=unlistable, followlinks=True):
@@ -131,5 +131,5 @@ def _pair(volumes: dict[int, Path], segmentations: dict[int, Path], skip_bad: bo
         )
         if not skip_bad:
             raise LiverGanError(problem)
-        logger.warning("skipping patient %d (dataset.skip_bad=true): %s", patient_id, problem)
+        log.warning("skipping patient %d (dataset.skip_bad=true): %s", patient_id, problem)
     return cases

@@ -27,7 +27,7 @@ from liver_gan.errors import LiverGanError
 from liver_gan.images import to_uint8
 from liver_gan.metrics.fid import Statistics, feature_statistics
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 KEY_FILE = "key.json"
 ARRAYS = ("features", "mu", "sigma")  # float32 (N, 2048), then the FID statistics (float64)
@@ -73,14 +73,14 @@ def reference_statistics(
     entry = Path(cache_dir) / key.digest()
 
     def compute(directory: Path) -> None:
-        logger.info(
+        log.info(
             "reference statistics: cache miss, computing features of %d real images into %s", key.num_images, entry
         )
         features = np.asarray(compute_features(), dtype=np.float32)
         _save(ReferenceStatistics(features, feature_statistics(features)), key, directory)
 
     if not build_once(entry, compute, is_complete=is_entry):
-        logger.info("reference statistics: cache hit %s", entry)
+        log.info("reference statistics: cache hit %s", entry)
     return _load(entry)
 
 

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Iterator
 
 import yaml
 
@@ -54,21 +54,21 @@ class JobResult:
     name: str  # the job directory relative to the summarised directory
     status: JobStatus
     detail: str  # why a job failed or is unfinished; empty when completed
-    overrides: Dict[str, str] = field(default_factory=dict)
-    metrics: Dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def fid(self) -> Optional[float]:
+    def fid(self) -> float | None:
         value = self.metrics.get("fid")
         return float(value) if isinstance(value, (int, float)) else None
 
 
-def find_job_dirs(root: Path) -> List[Path]:
+def find_job_dirs(root: Path) -> list[Path]:
     """Every directory under ``root`` (``root`` included) that holds ``.hydra/overrides.yaml``."""
     return [path.parent.parent for path in root.rglob("overrides.yaml") if path.parent.name == ".hydra"]
 
 
-def read_overrides(job_dir: Path) -> Dict[str, str]:
+def read_overrides(job_dir: Path) -> dict[str, str]:
     """The job's command-line overrides as {key: value}, in the order they were given."""
     path = job_dir / ".hydra" / "overrides.yaml"
     try:
@@ -78,7 +78,7 @@ def read_overrides(job_dir: Path) -> Dict[str, str]:
     return dict(str(line).partition("=")[::2] for line in lines)
 
 
-def first_logged_error(job_dir: Path) -> Optional[str]:
+def first_logged_error(job_dir: Path) -> str | None:
     """The first ERROR/CRITICAL message or traceback in the job's ``*.log`` files, if any."""
     for log_file in sorted(job_dir.glob("*.log")):
         with open(log_file, errors="replace") as lines:
@@ -91,7 +91,7 @@ def first_logged_error(job_dir: Path) -> Optional[str]:
     return None
 
 
-def judge_metrics(metrics: Dict[str, Any]) -> Tuple[JobStatus, str]:
+def judge_metrics(metrics: dict[str, Any]) -> tuple[JobStatus, str]:
     """Status and detail of a job that wrote ``metrics.json``."""
     status = metrics.get("status", JobStatus.completed.value)
     if status != JobStatus.completed.value:
@@ -121,18 +121,18 @@ def read_job(job_dir: Path, root: Path) -> JobResult:
     return JobResult(name, status, detail, overrides, metrics)
 
 
-def _natural_key(name: str) -> List[Any]:
+def _natural_key(name: str) -> list[Any]:
     """Order job 2 before job 10."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def ranking_key(job: JobResult) -> Tuple[int, float, List[Any]]:
+def ranking_key(job: JobResult) -> tuple[int, float, list[Any]]:
     order = list(JobStatus).index(job.status)
     fid = job.fid if job.status is JobStatus.completed and job.fid is not None else math.inf
     return order, fid, _natural_key(job.name)
 
 
-def collect_jobs(root: Path) -> List[JobResult]:
+def collect_jobs(root: Path) -> list[JobResult]:
     """Every job under ``root``, best first (see the module docstring)."""
     root = Path(root)
     if not root.is_dir():
@@ -146,12 +146,12 @@ def collect_jobs(root: Path) -> List[JobResult]:
     return sorted((read_job(job_dir, root) for job_dir in job_dirs), key=ranking_key)
 
 
-def override_keys(jobs: List[JobResult]) -> List[str]:
+def override_keys(jobs: list[JobResult]) -> list[str]:
     """Every key any job overrides, in first-seen order."""
     return list(dict.fromkeys(key for job in jobs for key in job.overrides))
 
 
-def split_overrides(jobs: List[JobResult]) -> Tuple[List[str], Dict[str, str]]:
+def split_overrides(jobs: list[JobResult]) -> tuple[list[str], dict[str, str]]:
     """(keys whose value differs between jobs, {key: value} shared by every job)."""
     keys = override_keys(jobs)
     common = {}
@@ -162,7 +162,7 @@ def split_overrides(jobs: List[JobResult]) -> Tuple[List[str], Dict[str, str]]:
     return [key for key in keys if key not in common], common
 
 
-def metric_columns(jobs: List[JobResult]) -> List[str]:
+def metric_columns(jobs: list[JobResult]) -> list[str]:
     return [column for column in METRIC_COLUMNS if any(column in job.metrics for job in jobs)]
 
 
@@ -174,7 +174,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _rows(jobs: List[JobResult], keys: List[str], metrics: List[str]) -> Iterator[List[Any]]:
+def _rows(jobs: list[JobResult], keys: list[str], metrics: list[str]) -> Iterator[list[Any]]:
     for job in jobs:
         yield (
             [job.name, job.status.value]
@@ -184,7 +184,7 @@ def _rows(jobs: List[JobResult], keys: List[str], metrics: List[str]) -> Iterato
         )
 
 
-def format_csv(jobs: List[JobResult]) -> str:
+def format_csv(jobs: list[JobResult]) -> str:
     """Every override key and metric as its own column, values unrounded."""
     keys = override_keys(jobs)
     metrics = metric_columns(jobs)
@@ -195,11 +195,11 @@ def format_csv(jobs: List[JobResult]) -> str:
     return buffer.getvalue()
 
 
-def _markdown_row(cells: List[str]) -> str:
+def _markdown_row(cells: list[str]) -> str:
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
-def format_markdown(root: Path, jobs: List[JobResult]) -> str:
+def format_markdown(root: Path, jobs: list[JobResult]) -> str:
     """A title, the counts, the overrides every job shares, then a table of what differs."""
     varying, common = split_overrides(jobs)
     metrics = metric_columns(jobs)
@@ -217,7 +217,7 @@ def format_markdown(root: Path, jobs: List[JobResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_summary(root: Path, jobs: List[JobResult]) -> Tuple[Path, Path]:
+def write_summary(root: Path, jobs: list[JobResult]) -> tuple[Path, Path]:
     """Write ``summary.csv`` and ``summary.md`` into ``root``; returns their paths."""
     csv_path, md_path = Path(root) / SUMMARY_CSV, Path(root) / SUMMARY_MD
     atomic_write_text(csv_path, format_csv(jobs))
