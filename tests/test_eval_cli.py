@@ -17,7 +17,7 @@ from liver_gan.images import write_png_folder
 from liver_gan.metrics import evaluate
 from liver_gan.metrics.inception import FID_WEIGHTS_NAME, FeatureExtractor
 from test_fid import PooledPixels, blobs
-from tiny_gan import save_tiny_checkpoint, tiny_phantom_overrides
+from tiny_gan import save_tiny_checkpoint
 
 SMALL_KID = ["eval.kid.num_subsets=3", "eval.kid.subset_size=8"]
 
@@ -55,9 +55,14 @@ def test_two_folders_give_a_table_and_eval_json(
 
 
 def test_a_checkpoint_is_measured_against_its_rebuilt_dataset(
-    pooled_pixels: None, compose_config: Callable[..., DictConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    pooled_pixels: None,
+    compose_config: Callable[..., DictConfig],
+    tiny_phantom: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
 ) -> None:
-    overrides = tiny_phantom_overrides(tmp_path) + ["model.conditional=true", "dataset.subset=all"]
+    overrides = tiny_phantom + ["model.conditional=true", "dataset.subset=all"]
     train_dir = save_tiny_checkpoint(compose_config, tmp_path / "train", overrides)
     result = run_eval(
         monkeypatch,

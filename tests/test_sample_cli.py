@@ -73,8 +73,10 @@ def test_sample_without_a_checkpoint_exits_2_with_one_line(
         assert error.startswith("liver-gan: error:") and "\n" not in error and "checkpoint" in error
 
 
-def test_reject_memorised_says_how_many_it_dropped(tmp_path: Path, compose_config: Callable[..., DictConfig]) -> None:
-    run = save_tiny_checkpoint(compose_config, tmp_path / "gan", tiny_phantom_overrides(tmp_path))
+def test_reject_memorised_says_how_many_it_dropped(
+    tmp_path: Path, compose_config: Callable[..., DictConfig], tiny_phantom: list[str]
+) -> None:
+    run = save_tiny_checkpoint(compose_config, tmp_path / "gan", tiny_phantom)
     # Pixel RMS distances lie in [0, 2]: 5.0 drops every sample, 0 none.
     for threshold, dropped in (("5.0", 8), ("0", 0)):
         out = tmp_path / f"out_{threshold}"

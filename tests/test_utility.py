@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tiny_gan import save_tiny_checkpoint, tiny_phantom_overrides
+from tiny_gan import save_tiny_checkpoint
 
 from liver_gan.config import SyntheticClasses
 from liver_gan.data.dataset import SliceSet
@@ -40,8 +40,8 @@ def compose_utility(compose_config: Callable[..., DictConfig]) -> Callable[..., 
 
 
 @pytest.fixture
-def conditional_run(tmp_path: Path, compose_config: Callable[..., DictConfig]) -> Path:
-    overrides = tiny_phantom_overrides(tmp_path) + ["model.conditional=true", "dataset.subset=all"]
+def conditional_run(tmp_path: Path, compose_config: Callable[..., DictConfig], tiny_phantom: list[str]) -> Path:
+    overrides = tiny_phantom + ["model.conditional=true", "dataset.subset=all"]
     return save_tiny_checkpoint(compose_config, tmp_path / "gan", overrides)
 
 
@@ -117,20 +117,23 @@ def test_the_three_arms_run_on_a_tiny_phantom(
 
 
 def test_an_unconditional_generator_is_refused_as_generator(
-    tmp_path: Path, compose_config: Callable[..., DictConfig]
+    tmp_path: Path, compose_config: Callable[..., DictConfig], tiny_phantom: list[str]
 ) -> None:
     from liver_gan.training.checkpoint import load_generator
 
-    run = save_tiny_checkpoint(compose_config, tmp_path / "gan", tiny_phantom_overrides(tmp_path))
+    run = save_tiny_checkpoint(compose_config, tmp_path / "gan", tiny_phantom)
     generator, _ = load_generator(run, torch.device("cpu"))
     with pytest.raises(LiverGanError, match="conditional"):
         conditional_source(generator, torch.device("cpu"))
 
 
 def test_per_class_generators_must_share_the_patient_split(
-    tmp_path: Path, compose_config: Callable[..., DictConfig], compose_utility: Callable[..., DictConfig]
+    tmp_path: Path,
+    compose_config: Callable[..., DictConfig],
+    compose_utility: Callable[..., DictConfig],
+    tiny_phantom: list[str],
 ) -> None:
-    base = tiny_phantom_overrides(tmp_path)
+    base = tiny_phantom
     tumor = save_tiny_checkpoint(compose_config, tmp_path / "tumor", base + ["dataset.subset=tumor"])
     healthy = save_tiny_checkpoint(compose_config, tmp_path / "healthy", base + ["dataset.subset=healthy"])
     other_split = save_tiny_checkpoint(compose_config, tmp_path / "other", base + ["dataset.subset=healthy", "seed=1"])

@@ -17,7 +17,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 from PIL import Image
-from tiny_gan import save_tiny_checkpoint, tiny_phantom_overrides
+from tiny_gan import save_tiny_checkpoint
 
 from liver_gan.cli.vtt import main
 from liver_gan.errors import LiverGanError
@@ -139,9 +139,9 @@ def test_real_and_synthetic_slices_of_different_sizes_are_refused(tmp_path: Path
 
 
 def test_make_samples_a_run_against_its_validation_split(
-    tmp_path: Path, compose_config: Callable[..., DictConfig], capsys: pytest.CaptureFixture
+    tmp_path: Path, compose_config: Callable[..., DictConfig], tiny_phantom: list[str], capsys: pytest.CaptureFixture
 ) -> None:
-    overrides = tiny_phantom_overrides(tmp_path) + ["model.conditional=true", "dataset.subset=all"]
+    overrides = tiny_phantom + ["model.conditional=true", "dataset.subset=all"]
     run = save_tiny_checkpoint(compose_config, tmp_path / "gan", overrides)
     main(["make", "--generator", str(run), "--num", "6", "--out", str(tmp_path / "vtt"), "--device", "cpu"])
     assert "vtt.html" in capsys.readouterr().out
