@@ -19,6 +19,8 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from liver_gan.training.run_dir import register_run_dir_resolver
+
 
 class DatasetName(str, Enum):
     phantom = "phantom"
@@ -186,6 +188,8 @@ class TrainerConfig:
     checkpoint_every: int = 5
     num_fixed_samples: int = 64
     resume: str = "none"  # none | auto | path to a checkpoint
+    overwrite: bool = False  # start afresh in a run dir that holds checkpoints, replacing that run
+    keep_last_n: Optional[int] = None  # epoch checkpoints kept besides last.pt; None keeps all
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = False  # bf16 autocast on cuda
     deterministic: bool = False
@@ -200,6 +204,7 @@ class TrainConfig:
     eval: EvalConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 0
+    name: Optional[str] = None  # appended to the default run dir: outputs/train/<date_time>_<name>
 
 
 @dataclass
@@ -291,7 +296,8 @@ SCHEMAS: dict[str, type] = {
 
 
 def register_configs() -> None:
-    """Register every schema; each tool (``liver_gan.cli.run_hydra_app``) calls it before Hydra composes."""
+    """Register every schema and resolver; each tool (``liver_gan.cli.run_hydra_app``) calls it before Hydra composes."""
+    register_run_dir_resolver()
     store = ConfigStore.instance()
     for name, schema in SCHEMAS.items():
         store.store(name=name, node=schema)

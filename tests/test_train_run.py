@@ -24,7 +24,8 @@ from liver_gan.config import OptimizerImplementation
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
-from liver_gan.training.checkpoint import CHECKPOINT_KEYS, load_checkpoint, load_generator
+from liver_gan.runs import load_generator
+from liver_gan.training.checkpoint import CHECKPOINT_KEYS, load_checkpoint
 from liver_gan.training import loop
 from liver_gan.training.loop import draw_fixed_samples, train
 from liver_gan.training.optim import build_optimizers

@@ -25,7 +25,7 @@ from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
 from liver_gan.images import read_image_folder, to_uint8
 from liver_gan.sampling import balanced_labels, generate
-from liver_gan.training.checkpoint import load_generator, run_dataset
+from liver_gan.runs import load_generator, run_dataset
 from liver_gan.vtt.page import Upscaling, VisualTuringTest, write_visual_turing_test
 from liver_gan.vtt.scoring import format_score, load_answers, load_key, score_answers
 
