@@ -272,3 +272,24 @@ def test_bad_loss_and_eval_options_fail_before_the_dataset_build(
     monkeypatch.setattr(loop, "prepare_dataset", no_build)
     with pytest.raises(LiverGanError, match=re.escape(message)):
         train(train_config(tmp_path / "data", *overrides), tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model=dcgan", "dataset.resolution=63"], "dataset.resolution=63 does not suit model=dcgan"),
+        (["model.latent_dim=0"], "model.latent_dim must be positive, got [0]"),
+    ],
+)
+def test_model_shape_errors_are_one_line_before_the_dataset_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overrides: list[str], message: str
+) -> None:
+    """Not after the build, wrapped in Hydra's "Error in call to target"."""
+
+    def no_build(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the dataset build started before the model was checked")
+
+    monkeypatch.setattr(loop, "prepare_dataset", no_build)
+    with pytest.raises(LiverGanError) as refused:
+        train(train_config(tmp_path / "data", *overrides), tmp_path / "run")
+    assert str(refused.value).startswith(message) and "\n" not in str(refused.value)

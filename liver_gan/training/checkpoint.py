@@ -50,8 +50,17 @@ CHECKPOINT_KEYS = (
 # Written by liver-gan-train beside the documented keys, and needed to continue exactly.
 RESUME_KEYS = ("train_seconds", "log_window")
 # Options that must equal the checkpoint's when resuming: they fix the weights' shapes, the
-# optimizer state's meaning, the batch order and the fixed noise.
-RESUME_MUST_MATCH = ("model", "optimizer._target_", "trainer.batch_size", "trainer.num_fixed_samples")
+# optimizer state's meaning, the patient split (which the dataset key does not cover), the
+# batch order and the fixed noise.
+RESUME_MUST_MATCH = (
+    "model",
+    "optimizer._target_",
+    "dataset.subset",
+    "dataset.val_fraction",
+    "seed",
+    "trainer.batch_size",
+    "trainer.num_fixed_samples",
+)
 # Hydra's instantiate keys; a saved config holds them only where liver-gan wrote them.
 INSTANTIATE_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
 SAVED_TARGETS = ("model._target_", "optimizer._target_")
