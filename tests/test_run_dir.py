@@ -148,7 +148,7 @@ def test_resume_auto_takes_the_runs_saved_overrides(
 @pytest.mark.parametrize(
     "conflict, named",
     [
-        ("dataset.val_fraction=0.5", "dataset.val_fraction=0.34 there, 0.5 here"),  # before the dataset build
+        ("dataset.val_fraction=0.5", "dataset.val_fraction (0.34 there, 0.5 here)"),  # before the dataset build
         ("dataset.window.level=40", "resume with the dataset options of that run"),  # after it
     ],
 )
@@ -236,3 +236,23 @@ def test_keep_last_n_keeps_the_newest_epoch_checkpoints_besides_last_and_best(
         load_checkpoint(checkpoints / "last.pt")["generator"]["layers.0.weight"],
         load_checkpoint(checkpoints / "epoch_0004.pt")["generator"]["layers.0.weight"],
     )
+
+
+def test_a_job_refused_at_its_start_still_records_its_overrides(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new run dir has nothing to keep: .hydra/ is written before the checks, so that
+    liver-gan-summary lists the job (as failed, from train.log)."""
+    with pytest.raises(SystemExit):
+        run_cli(monkeypatch, "trainer.epochs=0", "trainer.device=cpu", f"hydra.run.dir={tmp_path}")
+    assert yaml.safe_load((tmp_path / ".hydra" / "overrides.yaml").read_text()) == ["trainer.epochs=0", "trainer.device=cpu"]
+    assert OmegaConf.load(tmp_path / ".hydra" / "config.yaml").trainer.epochs == 0
+
+
+def test_a_refused_resume_lists_every_difference(data_dir: Path, finished_run: Path) -> None:
+    cfg = train_config(data_dir, "trainer.resume=auto", "model.latent_dim=4", "trainer.batch_size=2")
+    with pytest.raises(LiverGanError) as refused:
+        train(cfg, finished_run)
+    message = str(refused.value)
+    assert "model.latent_dim (8 there, 4 here); trainer.batch_size (4 there, 2 here)" in message
+    assert message.endswith("resume with the same model.latent_dim, trainer.batch_size")

@@ -247,7 +247,7 @@ def check_resumable(state: dict[str, Any], cfg: DictConfig, path: Path) -> None:
         and saved.get(key) != current.get(key)
     ]
     if differing:
-        pairs = ", ".join(f"{key}={saved.get(key)} there, {current.get(key)} here" for key in differing)
+        pairs = "; ".join(f"{key} ({saved.get(key)} there, {current.get(key)} here)" for key in differing)
         raise LiverGanError(
             f"checkpoint {path} differs from this config in {pairs}; resume with the same {', '.join(differing)}"
         )

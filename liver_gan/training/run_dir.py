@@ -7,8 +7,8 @@
   write found at the next start (:func:`remove_stale_temporaries`) are stale for sure.
 - A fresh run refuses a dir that holds checkpoints unless ``trainer.overwrite=true``.
 - Hydra's own writing of ``.hydra/`` is off (``hydra.output_subdir: null``): the task writes it
-  (:func:`write_hydra_record`) once the run has passed its checks, so a refused resume leaves the
-  run dir as it was.
+  (:func:`write_hydra_record`), into a dir that holds an earlier run only once the run has passed
+  its checks, so a refused resume leaves the run dir as it was.
 - ``trainer.resume=auto hydra.run.dir=DIR`` takes DIR's saved overrides (:func:`with_saved_overrides`).
 """
 
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import yaml
+from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -84,6 +85,11 @@ def holds_checkpoints(run_dir: Path) -> bool:
     return any((Path(run_dir) / "checkpoints").glob("*.pt"))
 
 
+def holds_a_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds an earlier run's record or checkpoints, which a failed start must keep."""
+    return (Path(run_dir) / HYDRA_SUBDIR).is_dir() or holds_checkpoints(run_dir)
+
+
 def refuse_fresh_start(run_dir: Path, overwrite: bool) -> None:
     """A fresh run may not replace the checkpoints of a run already in ``run_dir``."""
     if holds_checkpoints(run_dir) and not overwrite:
@@ -138,8 +144,6 @@ def with_saved_overrides(argv: Sequence[str]) -> list[str]:
     key, and a config group with every key under it), so the user's own values win.  Whether
     they conflict with the checkpoint is for the resume checks to say.
     """
-    from hydra._internal.utils import get_args_parser
-
     args = get_args_parser().parse_args(list(argv))
     given = dict(_split(override) for override in args.overrides)
     saved_file = Path(given.get("hydra.run.dir", "")) / HYDRA_SUBDIR / "overrides.yaml"
