@@ -45,8 +45,8 @@ TEMPORARY_HOMES = (".", "checkpoints", "samples", HYDRA_SUBDIR)
 def claim_new_dir(base: str, name: str | None = None) -> str:
     """Create and return ``base`` (plus ``_<name>``), or the first free ``<that>-2``, ``-3``, ...
 
-    The exclusive ``mkdir`` makes the claim atomic: two runs started in the same second (or two
-    sweeps' launchers) never share a directory.
+    The exclusive ``mkdir`` makes the claim atomic: two runs started in the same second, even on
+    two machines sharing ``outputs/``, never share a directory.
     """
     stem = f"{base}_{re.sub(NOT_IN_FILE_NAMES, '_', str(name))}" if name else base
     Path(stem).parent.mkdir(parents=True, exist_ok=True)
