@@ -68,7 +68,7 @@ def tiny_dcgan_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     def compose_train(extra: list[str]) -> Any:
         register_configs()
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose("config", overrides=extra)
+            return compose("train", overrides=extra)
 
     return save_tiny_checkpoint(compose_train, tmp_path / "train", [*overrides, *DCGAN])
 

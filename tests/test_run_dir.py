@@ -46,7 +46,7 @@ def tiny_overrides(data_dir: Path) -> list[str]:
 def train_config(data_dir: Path, *overrides: str) -> DictConfig:
     register_configs()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("config", overrides=[*tiny_overrides(data_dir), *overrides])
+        return compose("train", overrides=[*tiny_overrides(data_dir), *overrides])
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, *argv: str) -> None:
@@ -79,7 +79,7 @@ def resolved_run_dir(*overrides: str) -> str:
     """The default hydra.run.dir of a run started at 2024-05-01 12:00:00, as in the CLI."""
     register_configs()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
     OmegaConf.register_new_resolver("now", lambda pattern: "2024-05-01_12-00-00", replace=True)
     return cfg.hydra.run.dir
 
