@@ -13,18 +13,15 @@ from typing import Any, Callable
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 from tiny_gan import save_tiny_checkpoint, tiny_phantom_overrides
 
-from liver_gan.cli import CONFIG_DIR
 from liver_gan.cli.evaluate import main as eval_main
 from liver_gan.cli.sample import main as sample_main
 from liver_gan.cli.train import main as train_main
 from liver_gan.cli.utility import main as utility_main
 from liver_gan.cli.vtt import main as vtt_main
-from liver_gan.config import register_configs
 from liver_gan.errors import LiverGanError
 from liver_gan.training.checkpoint import load_checkpoint
 
@@ -60,22 +57,22 @@ def with_os_system(config: dict[str, Any], marker: Path) -> str:
     return "model._target_"
 
 
+def tiny_dcgan(data_dir: Path) -> list[str]:
+    """The tiny phantom in ``data_dir``, with a tiny DCGAN instead of the tiny MLP."""
+    return [override for override in tiny_phantom_overrides(data_dir) if not override.startswith("model")] + DCGAN
+
+
 @pytest.fixture(scope="module")
-def tiny_dcgan_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_dcgan_run(compose_config: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp_path = tmp_path_factory.mktemp("run")
-    overrides = [override for override in tiny_phantom_overrides(tmp_path) if not override.startswith("model")]
-
-    def compose_train(extra: list[str]) -> Any:
-        register_configs()
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose("train", overrides=extra)
-
-    return save_tiny_checkpoint(compose_train, tmp_path / "train", [*overrides, *DCGAN])
+    return save_tiny_checkpoint(compose_config, tmp_path / "train", tiny_dcgan(tmp_path))
 
 
 def crafted_checkpoint(run_dir: Path, folder: Path, craft: Callable[[dict[str, Any], Path], str]) -> tuple[Path, Path, str]:
-    """A tensor-only copy of the run's checkpoint whose config carries the payload; (file, marker, key)."""
+    """A tensor-only copy of the run's checkpoint whose config carries the payload, and whose data
+    would be built in ``folder``; (file, marker, key)."""
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    state["config"]["dataset"].update(root=str(folder / "phantom"), cache_dir=str(folder / "cache"))
     marker = folder / "marker"
     key = craft(state["config"], marker)
     state.update(train_seconds=1.0, log_window={"sums": torch.zeros(4), "count": 0})
@@ -105,11 +102,9 @@ def open_with_liver_gan_vtt(checkpoint: Path, work: Path) -> None:
 
 
 def open_with_a_training_resume(checkpoint: Path, work: Path) -> None:
-    data = [override for override in tiny_phantom_overrides(work) if not override.startswith("model")]
     sys.argv = [
         "liver-gan-train",
-        *data,
-        *DCGAN,
+        *tiny_dcgan(work),
         f"trainer.resume={checkpoint}",
         "trainer.device=cpu",
         "eval.enabled=false",
@@ -146,7 +141,7 @@ def test_every_loader_refuses_a_config_that_would_run_code(
     assert exit_info.value.code == 2
     assert error.startswith("liver-gan: error: ") and error.count("\n") == 1
     assert str(checkpoint) in error and key in error
-    assert not (tmp_path / "data").exists()  # refused before any dataset build
+    assert not (tmp_path / "phantom").exists() and not (tmp_path / "cache").exists()  # before any dataset build
 
 
 def test_the_untouched_checkpoint_still_opens(tiny_dcgan_run: Path) -> None:
