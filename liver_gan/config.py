@@ -19,8 +19,6 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from liver_gan.training.run_dir import register_run_dir_resolver
-
 
 class DatasetName(str, Enum):
     phantom = "phantom"
@@ -296,8 +294,7 @@ SCHEMAS: dict[str, type] = {
 
 
 def register_configs() -> None:
-    """Register every schema and resolver; each tool (``liver_gan.cli.run_hydra_app``) calls it before Hydra composes."""
-    register_run_dir_resolver()
+    """Register every schema; each tool (``liver_gan.cli.run_hydra_app``) calls it before Hydra composes."""
     store = ConfigStore.instance()
     for name, schema in SCHEMAS.items():
         store.store(name=name, node=schema)

@@ -9,23 +9,19 @@ import logging
 import shutil
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra.core.utils import setup_globals
 from omegaconf import DictConfig, OmegaConf
-from tiny_gan import tiny_phantom_overrides
 
-from liver_gan.cli import CONFIG_DIR
 from liver_gan.cli.train import main as train_main
-from liver_gan.config import register_configs
 from liver_gan.errors import LiverGanError
 from liver_gan.training.checkpoint import load_checkpoint
 from liver_gan.training.loop import train
-from liver_gan.training.run_dir import claim_new_dir, hold_run_dir
+from liver_gan.training.run_dir import claim_new_dir, hold_run_dir, register_run_dir_resolver
 
 TINY_TRAINER = [
     "trainer.device=cpu",
@@ -39,14 +35,19 @@ TINY_TRAINER = [
 ]
 
 
-def tiny_overrides(data_dir: Path) -> list[str]:
-    return [*tiny_phantom_overrides(data_dir), *TINY_TRAINER]
+Compose = Callable[..., DictConfig]
 
 
-def train_config(data_dir: Path, *overrides: str) -> DictConfig:
-    register_configs()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("train", overrides=[*tiny_overrides(data_dir), *overrides])
+@pytest.fixture(scope="session")
+def tiny_overrides(tiny_phantom: list[str]) -> list[str]:
+    """A tiny MLP on the tiny phantom for two steps, as command-line overrides."""
+    return [*tiny_phantom, *TINY_TRAINER]
+
+
+@pytest.fixture(scope="session")
+def train_config(compose_config: Compose, tiny_overrides: list[str]) -> Compose:
+    """The task config of a tiny run, with more overrides."""
+    return lambda *overrides: compose_config([*tiny_overrides, *overrides], hydra=False)
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, *argv: str) -> None:
@@ -63,11 +64,6 @@ def snapshot(run_dir: Path) -> dict[str, bytes]:
     }
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("data")
-
-
 @pytest.fixture
 def stopped_clock() -> Iterator[None]:
     """resolved_run_dir stops Hydra's ${now:}; give the real one back afterwards."""
@@ -75,25 +71,27 @@ def stopped_clock() -> Iterator[None]:
     setup_globals()
 
 
-def resolved_run_dir(*overrides: str) -> str:
-    """The default hydra.run.dir of a run started at 2024-05-01 12:00:00, as in the CLI."""
-    register_configs()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+def resolved_run_dir(compose_config: Compose, tool: str, *overrides: str) -> str:
+    """The default hydra.run.dir of ``tool`` started at 2024-05-01 12:00:00, as the CLI resolves it."""
+    cfg = compose_config(list(overrides), config_name=tool)
+    register_run_dir_resolver()  # as liver_gan.cli.run_hydra_app does
     OmegaConf.register_new_resolver("now", lambda pattern: "2024-05-01_12-00-00", replace=True)
     return cfg.hydra.run.dir
 
 
+@pytest.mark.parametrize("tool", ["train", "evaluate", "sample", "utility", "prepare"])
 def test_two_runs_started_in_the_same_second_get_their_own_run_dirs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stopped_clock: None
+    compose_config: Compose, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stopped_clock: None, tool: str
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    first, second = resolved_run_dir(), resolved_run_dir()
-    named = resolved_run_dir("name=lr sweep/2")
-    assert first == "outputs/train/2024-05-01_12-00-00"
-    assert second == "outputs/train/2024-05-01_12-00-00-2"
-    assert named == "outputs/train/2024-05-01_12-00-00_lr_sweep_2"
-    assert all((tmp_path / path).is_dir() for path in (first, second, named))
+    first, second = resolved_run_dir(compose_config, tool), resolved_run_dir(compose_config, tool)
+    assert (first, second) == (f"outputs/{tool}/2024-05-01_12-00-00", f"outputs/{tool}/2024-05-01_12-00-00-2")
+    assert (tmp_path / first).is_dir() and (tmp_path / second).is_dir()
+
+
+def test_name_goes_into_the_run_dir(compose_config: Compose, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stopped_clock: None) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert resolved_run_dir(compose_config, "train", "name=lr sweep/2") == "outputs/train/2024-05-01_12-00-00_lr_sweep_2"
 
 
 def test_a_claimed_dir_is_never_handed_out_again(tmp_path: Path) -> None:
@@ -102,47 +100,48 @@ def test_a_claimed_dir_is_never_handed_out_again(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def finished_run(data_dir: Path, tmp_path: Path) -> Path:
+def finished_run(train_config: Compose, tmp_path: Path) -> Path:
     run_dir = tmp_path / "run"
-    train(train_config(data_dir), run_dir)
+    train(train_config(), run_dir)
     return run_dir
 
 
-def test_a_fresh_run_refuses_a_dir_that_holds_checkpoints(data_dir: Path, finished_run: Path) -> None:
+def test_a_fresh_run_refuses_a_dir_that_holds_checkpoints(train_config: Compose, finished_run: Path) -> None:
     before = snapshot(finished_run)
     with pytest.raises(LiverGanError) as refused:
-        train(train_config(data_dir, "trainer.max_steps=1"), finished_run)
+        train(train_config("trainer.max_steps=1"), finished_run)
     message = str(refused.value)
     assert "\n" not in message and "trainer.resume=auto" in message and "hydra.run.dir" in message
     assert snapshot(finished_run) == before
 
 
-def test_trainer_overwrite_replaces_the_run(data_dir: Path, finished_run: Path) -> None:
+def test_trainer_overwrite_replaces_the_run(train_config: Compose, finished_run: Path) -> None:
     (finished_run / "checkpoints" / "epoch_0007.pt").write_bytes(b"an old run's")
-    train(train_config(data_dir, "trainer.max_steps=1", "trainer.overwrite=true"), finished_run)
+    train(train_config("trainer.max_steps=1", "trainer.overwrite=true"), finished_run)
     assert load_checkpoint(finished_run / "checkpoints" / "last.pt")["step"] == 1
     assert not (finished_run / "checkpoints" / "epoch_0007.pt").exists()
 
 
-def test_two_runs_cannot_work_in_one_run_dir(data_dir: Path, tmp_path: Path) -> None:
+def test_two_runs_cannot_work_in_one_run_dir(train_config: Compose, tmp_path: Path) -> None:
     with hold_run_dir(tmp_path):
         with pytest.raises(LiverGanError, match="another liver-gan-train is running in"):
-            train(train_config(data_dir), tmp_path)
+            train(train_config(), tmp_path)
 
 
 def test_resume_auto_takes_the_runs_saved_overrides(
-    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_overrides: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_dir = tmp_path / "run"
-    run_cli(monkeypatch, *tiny_overrides(data_dir), f"hydra.run.dir={run_dir}")
-    assert yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) == tiny_overrides(data_dir)
+    run_cli(monkeypatch, *tiny_overrides, f"hydra.run.dir={run_dir}")
+    assert yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) == tiny_overrides
 
     run_cli(monkeypatch, f"hydra.run.dir={run_dir}", "trainer.resume=auto", "trainer.max_steps=3")
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert last["step"] == 3
     assert last["config"]["model"]["generator_widths"] == [32]  # from the saved overrides, not the default model
     saved = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
-    assert saved == [*[o for o in tiny_overrides(data_dir) if o != "trainer.max_steps=2"], "trainer.resume=auto", "trainer.max_steps=3"]
+    kept = [override for override in tiny_overrides if override != "trainer.max_steps=2"]
+    assert saved == [*kept, "trainer.resume=auto", "trainer.max_steps=3"]
 
 
 @pytest.mark.parametrize(
@@ -153,7 +152,7 @@ def test_resume_auto_takes_the_runs_saved_overrides(
     ],
 )
 def test_a_refused_resume_leaves_the_run_dir_as_it_was(
-    data_dir: Path,
+    tiny_overrides: list[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -161,7 +160,7 @@ def test_a_refused_resume_leaves_the_run_dir_as_it_was(
     named: str,
 ) -> None:
     run_dir = tmp_path / "run"
-    run_cli(monkeypatch, *tiny_overrides(data_dir), f"hydra.run.dir={run_dir}")
+    run_cli(monkeypatch, *tiny_overrides, f"hydra.run.dir={run_dir}")
     before, log_before = snapshot(run_dir), (run_dir / "train.log").read_text()
     capsys.readouterr()
 
@@ -184,27 +183,27 @@ def test_every_error_reaches_the_runs_log(
 
 
 def test_a_changed_learning_rate_is_applied_on_resume_and_logged(
-    data_dir: Path, finished_run: Path, caplog: pytest.LogCaptureFixture
+    train_config: Compose, finished_run: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="liver_gan.training.checkpoint"):
-        train(train_config(data_dir, "trainer.resume=auto", "trainer.max_steps=3", "optimizer.lr=1e-3"), finished_run)
+        train(train_config("trainer.resume=auto", "trainer.max_steps=3", "optimizer.lr=1e-3"), finished_run)
     last = load_checkpoint(finished_run / "checkpoints" / "last.pt")
     assert last["config"]["optimizer"]["lr"] == 1e-3
     assert [last[name]["param_groups"][0]["lr"] for name in ("optimizer_g", "optimizer_d")] == [1e-3, 1e-3]
     assert "resuming optimizer_g with lr=0.001 from this config (the checkpoint had 0.0002)" in caplog.text
 
 
-def test_resume_takes_the_optimizer_implementation_of_this_device(data_dir: Path, tmp_path: Path) -> None:
+def test_resume_takes_the_optimizer_implementation_of_this_device(train_config: Compose, tmp_path: Path) -> None:
     """A fused checkpoint (as a CUDA run writes) resumed where fused kernels are not wanted."""
-    train(train_config(data_dir, "optimizer.implementation=fused"), tmp_path)
+    train(train_config("optimizer.implementation=fused"), tmp_path)
     fused = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["optimizer_g"]["param_groups"][0]
     assert fused["fused"] is True
-    train(train_config(data_dir, "trainer.resume=auto", "trainer.max_steps=3", "optimizer.implementation=for_loop"), tmp_path)
+    train(train_config("trainer.resume=auto", "trainer.max_steps=3", "optimizer.implementation=for_loop"), tmp_path)
     group = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["optimizer_g"]["param_groups"][0]
     assert (group["fused"], group["foreach"]) == (None, False)
 
 
-def test_stale_temporaries_are_removed_at_the_next_start(data_dir: Path, finished_run: Path) -> None:
+def test_stale_temporaries_are_removed_at_the_next_start(train_config: Compose, finished_run: Path) -> None:
     stale = [
         finished_run / "checkpoints" / ".last.pt.k1ll3d.tmp",
         finished_run / "samples" / ".step_0000002.png.k1ll3d.tmp",
@@ -215,19 +214,19 @@ def test_stale_temporaries_are_removed_at_the_next_start(data_dir: Path, finishe
     (finished_run / "checkpoints" / ".epoch_0003.pt.k1ll3d.tmp").mkdir()
     kept = finished_run / "notes.tmp"
     kept.write_text("the user's own file")
-    train(train_config(data_dir, "trainer.resume=auto", "trainer.max_steps=3"), finished_run)
+    train(train_config("trainer.resume=auto", "trainer.max_steps=3"), finished_run)
     assert not [path for path in finished_run.rglob(".*.tmp")]
     assert kept.read_text() == "the user's own file"
 
 
 def test_keep_last_n_keeps_the_newest_epoch_checkpoints_besides_last_and_best(
-    data_dir: Path, tmp_path: Path
+    train_config: Compose, tmp_path: Path
 ) -> None:
-    train(train_config(data_dir, "trainer.max_steps=null", "trainer.epochs=2"), tmp_path)
+    train(train_config("trainer.max_steps=null", "trainer.epochs=2"), tmp_path)
     checkpoints = tmp_path / "checkpoints"
     shutil.copyfile(checkpoints / "epoch_0001.pt", checkpoints / "best.pt")
     train(
-        train_config(data_dir, "trainer.max_steps=null", "trainer.epochs=4", "trainer.resume=auto", "trainer.keep_last_n=1"),
+        train_config("trainer.max_steps=null", "trainer.epochs=4", "trainer.resume=auto", "trainer.keep_last_n=1"),
         tmp_path,
     )
     assert sorted(path.name for path in checkpoints.iterdir()) == ["best.pt", "epoch_0004.pt", "last.pt"]
@@ -249,8 +248,8 @@ def test_a_job_refused_at_its_start_still_records_its_overrides(
     assert OmegaConf.load(tmp_path / ".hydra" / "config.yaml").trainer.epochs == 0
 
 
-def test_a_refused_resume_lists_every_difference(data_dir: Path, finished_run: Path) -> None:
-    cfg = train_config(data_dir, "trainer.resume=auto", "model.latent_dim=4", "trainer.batch_size=2")
+def test_a_refused_resume_lists_every_difference(train_config: Compose, finished_run: Path) -> None:
+    cfg = train_config("trainer.resume=auto", "model.latent_dim=4", "trainer.batch_size=2")
     with pytest.raises(LiverGanError) as refused:
         train(cfg, finished_run)
     message = str(refused.value)

@@ -261,6 +261,7 @@ def test_cli_run_with_real_fid(fid_weights: Path, data_dir: Path, tmp_path: Path
         (["eval.enabled=true", "eval.kid.num_subsets=0"], "eval.kid.num_subsets=0 must be at least 1"),
         (["model=dcgan", "dataset.resolution=63"], "dataset.resolution=63 does not suit model=dcgan"),
         (["model.latent_dim=0"], "model.latent_dim must be positive, got [0]"),
+        (["trainer.keep_last_n=-1"], "trainer.keep_last_n=-1 must be at least 0"),
     ],
 )
 def test_bad_loss_eval_and_model_options_fail_before_the_dataset_build(

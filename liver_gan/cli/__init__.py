@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from liver_gan.config import register_configs
 from liver_gan.errors import LiverGanError
+from liver_gan.training.run_dir import register_run_dir_resolver
 
 Task = TypeVar("Task", bound=Callable[..., Any])
 
@@ -51,6 +52,7 @@ def run_hydra_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
     with the command line, and run ``task`` on it."""
     register_configs()
     OmegaConf.register_new_resolver("group_options", group_options, replace=True)
+    register_run_dir_resolver()
     hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")(task)()
 
 

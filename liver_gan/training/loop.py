@@ -175,6 +175,8 @@ def check_trainer_options(cfg: DictConfig, device: torch.device) -> None:
             raise LiverGanError(f"trainer.{option}={trainer[option]} must be at least 1")
     if trainer.max_steps is not None and trainer.max_steps < 1:
         raise LiverGanError(f"trainer.max_steps={trainer.max_steps} must be at least 1, or null for no cap")
+    if trainer.keep_last_n is not None and trainer.keep_last_n < 0:
+        raise LiverGanError(f"trainer.keep_last_n={trainer.keep_last_n} must be at least 0, or null to keep every epoch checkpoint")
     if trainer.amp and device.type != "cuda":
         raise LiverGanError(
             f"trainer.amp=true needs a CUDA device, but training runs on {device}; set trainer.amp=false"

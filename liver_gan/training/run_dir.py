@@ -3,6 +3,7 @@
 - Default run dirs are claimed, not just named: ``hydra.run.dir`` is
   ``${unique_run_dir:outputs/train/${now:...},${name}}``, which makes the directory with an
   exclusive ``mkdir`` and adds ``-2``, ``-3``, ... when another run took the name in the same second.
+  Every tool's default output dir is claimed the same way.
 - One run at a time works in a run dir (:func:`hold_run_dir`), so the temporary files of a killed
   write found at the next start (:func:`remove_stale_temporaries`) are stale for sure.
 - A fresh run refuses a dir that holds checkpoints unless ``trainer.overwrite=true``.
