@@ -36,8 +36,9 @@ import torch
 from omegaconf import DictConfig
 
 from liver_gan.data.dataset import prepare_dataset
-from liver_gan.training.checkpoint import build_gan
-from liver_gan.training.loop import GAN, BatchOrder, ScalarSums, train, train_step
+from liver_gan.models import build_gan
+from liver_gan.training.loop import train, train_step
+from liver_gan.training.state import GAN, BatchOrder, ScalarSums
 from liver_gan.training.optim import build_optimizers
 
 from configs import compose_config, workdir_overrides

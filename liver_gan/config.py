@@ -186,6 +186,8 @@ class TrainerConfig:
     checkpoint_every: int = 5
     num_fixed_samples: int = 64
     resume: str = "none"  # none | auto | path to a checkpoint
+    overwrite: bool = False  # start afresh in a run dir that holds checkpoints, replacing that run
+    keep_last_n: Optional[int] = None  # epoch checkpoints kept besides last.pt; None keeps all
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = False  # bf16 autocast on cuda
     deterministic: bool = False
@@ -200,6 +202,7 @@ class TrainConfig:
     eval: EvalConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 0
+    name: Optional[str] = None  # appended to the default run dir: outputs/train/<date_time>_<name>
 
 
 @dataclass

@@ -30,7 +30,7 @@ from liver_gan.config import (
     TrainerConfig,
     register_configs,
 )
-from liver_gan.training.checkpoint import build_gan
+from liver_gan.models import build_gan
 from liver_gan.training.optim import build_optimizers
 
 SCHEMAS = {

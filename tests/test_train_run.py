@@ -24,7 +24,8 @@ from liver_gan.config import OptimizerImplementation
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
-from liver_gan.training.checkpoint import CHECKPOINT_KEYS, load_checkpoint, load_generator
+from liver_gan.runs import load_generator
+from liver_gan.training.checkpoint import CHECKPOINT_KEYS, load_checkpoint
 from liver_gan.training import loop
 from liver_gan.training.loop import draw_fixed_samples, train
 from liver_gan.training.optim import build_optimizers
@@ -258,16 +259,22 @@ def test_cli_run_with_real_fid(fid_weights: Path, data_dir: Path, tmp_path: Path
         (["eval.enabled=true", "eval.fid.num_samples=1"], "eval.fid.num_samples=1 must be at least 2"),
         (["eval.enabled=true", "eval.fid.max_real=1"], "eval.fid.max_real=1 must be at least 2"),
         (["eval.enabled=true", "eval.kid.num_subsets=0"], "eval.kid.num_subsets=0 must be at least 1"),
+        (["model=dcgan", "dataset.resolution=63"], "dataset.resolution=63 does not suit model=dcgan"),
+        (["model.latent_dim=0"], "model.latent_dim must be positive, got [0]"),
+        (["trainer.keep_last_n=-1"], "trainer.keep_last_n=-1 must be at least 0"),
     ],
 )
-def test_bad_loss_and_eval_options_fail_before_the_dataset_build(
+def test_bad_loss_eval_and_model_options_fail_before_the_dataset_build(
     train_config: Compose, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overrides: list[str], message: str
 ) -> None:
-    """Not after the build, nor (for eval.*) after a whole training run."""
+    """Not after the build, nor (for eval.*) after a whole training run, nor (for model shapes)
+    wrapped in Hydra's "Error in call to target"."""
 
     def no_build(*args: object, **kwargs: object) -> None:
         raise AssertionError("the dataset build started before the options were checked")
 
     monkeypatch.setattr(loop, "prepare_dataset", no_build)
-    with pytest.raises(LiverGanError, match=re.escape(message)):
+    with pytest.raises(LiverGanError, match=re.escape(message)) as refused:
         train(train_config(tmp_path / "data", *overrides), tmp_path / "run")
+    assert "\n" not in str(refused.value)
+

@@ -119,7 +119,7 @@ def test_the_three_arms_run_on_a_tiny_phantom(
 def test_an_unconditional_generator_is_refused_as_generator(
     tmp_path: Path, compose_config: Callable[..., DictConfig], tiny_phantom: list[str]
 ) -> None:
-    from liver_gan.training.checkpoint import load_generator
+    from liver_gan.runs import load_generator
 
     run = save_tiny_checkpoint(compose_config, tmp_path / "gan", tiny_phantom)
     generator, _ = load_generator(run, torch.device("cpu"))

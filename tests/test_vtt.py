@@ -152,17 +152,32 @@ def test_make_samples_a_run_against_its_validation_split(
     assert all(Image.open(io.BytesIO(base64.b64decode(i["src"].split(",", 1)[1]))).size == (32, 32) for i in images)
 
 
-def test_make_from_folders(tmp_path: Path) -> None:
+def _write_slice_folders(tmp_path: Path) -> None:
+    """tmp_path/real and tmp_path/fake: one constant 16x16 PNG per value."""
     for folder, values in (("real", REAL_VALUES), ("fake", FAKE_VALUES)):
         (tmp_path / folder).mkdir()
         for index, value in enumerate(values):
             Image.fromarray(np.full((16, 16), value, np.uint8)).save(tmp_path / folder / f"{index}.png")
+
+
+def test_make_from_folders(tmp_path: Path) -> None:
+    _write_slice_folders(tmp_path)
     main(["make", "--fake-dir", str(tmp_path / "fake"), "--real-dir", str(tmp_path / "real"), "--num", "8", "--out", str(tmp_path / "vtt")])
     _, truth = load_key(tmp_path / "vtt" / "key.json")
     values = {image["id"]: _pixel_value(image["src"]) for image in _page_images(tmp_path / "vtt" / "vtt.html")}
     assert all((values[slice_id] in FAKE_VALUES) == is_fake for slice_id, is_fake in truth.items())
     with pytest.raises(SystemExit):
         main(["make", "--fake-dir", str(tmp_path / "fake"), "--real-dir", str(tmp_path / "real"), "--num", "20", "--out", str(tmp_path / "x")])
+
+
+def test_two_tests_made_in_the_same_second_keep_their_own_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_slice_folders(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time, "strftime", lambda pattern: "2024-05-01_12-00-00")
+    for _ in range(2):
+        main(["make", "--fake-dir", "fake", "--real-dir", "real", "--num", "8"])
+    keys = [tmp_path / "outputs" / "vtt" / name / "key.json" for name in ("2024-05-01_12-00-00", "2024-05-01_12-00-00-2")]
+    assert load_key(keys[0])[0] != load_key(keys[1])[0]  # two tests, two keys
 
 
 @pytest.fixture

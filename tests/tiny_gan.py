@@ -9,7 +9,8 @@ from typing import Callable, List
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from liver_gan.training.checkpoint import build_gan, plain_config, save_checkpoint
+from liver_gan.models import build_gan
+from liver_gan.training.checkpoint import plain_config, save_checkpoint
 
 
 def tiny_phantom_overrides(tmp_path: Path) -> List[str]:

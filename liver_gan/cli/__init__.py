@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -13,8 +14,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from liver_gan.config import register_configs
 from liver_gan.errors import LiverGanError
+from liver_gan.training.run_dir import register_run_dir_resolver
 
 Task = TypeVar("Task", bound=Callable[..., Any])
+
+log = logging.getLogger(__name__)
 
 
 def config_dir() -> Path:
@@ -48,18 +52,35 @@ def run_hydra_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
     with the command line, and run ``task`` on it."""
     register_configs()
     OmegaConf.register_new_resolver("group_options", group_options, replace=True)
+    register_run_dir_resolver()
     hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")(task)()
 
 
 def report_user_errors(task: Task) -> Task:
-    """Turn a :class:`LiverGanError` into one line on stderr and exit status 2."""
+    """Turn a :class:`LiverGanError` into one line on stderr and exit status 2.
+
+    Every error, that one line or another exception's traceback, also goes to the run's log
+    files (Hydra's ``<run dir>/<task>.log``), so a failed run's log does not end as if it succeeded.
+    """
 
     @functools.wraps(task)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return task(*args, **kwargs)
         except LiverGanError as error:
+            log_to_files(f"error: {error}")
             print(f"liver-gan: error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
+        except Exception as error:
+            log_to_files(f"the job failed: {error}", exc_info=True)
+            raise
 
     return wrapper  # type: ignore[return-value]
+
+
+def log_to_files(message: str, exc_info: bool = False) -> None:
+    """An ERROR record for the root logger's file handlers only: the terminal shows the error once, on stderr."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, sys.exc_info() if exc_info else None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)

@@ -21,7 +21,7 @@ from liver_gan.cli import report_user_errors, run_hydra_app
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.evaluate import evaluate_folders, evaluate_generator
-from liver_gan.training.checkpoint import load_generator, run_dataset
+from liver_gan.runs import load_generator, run_dataset
 
 
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from liver_gan.errors import LiverGanError
 from liver_gan.images import write_png_folder
 from liver_gan.metrics.memorisation import reject_memorised, validation_threshold
 from liver_gan.sampling import generate
-from liver_gan.training.checkpoint import load_generator, run_dataset
+from liver_gan.runs import load_generator, run_dataset
 
 
 @dataclass(frozen=True)

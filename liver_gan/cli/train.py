@@ -5,15 +5,17 @@ diverged training or missing Inception weights end the program with one line and
 (after everything else is saved); in a multirun the job returns ``inf`` instead, so that the
 sweep goes on and counts the job as the worst result.
 
-A killed run continues in its own run dir from its last checkpoint::
+A killed run continues in its own run dir from its last checkpoint, with the overrides it was
+started with (saved in its ``.hydra/overrides.yaml``)::
 
-    liver-gan-train <the same overrides> hydra.run.dir=<its run dir> trainer.resume=auto
+    liver-gan-train hydra.run.dir=<its run dir> trainer.resume=auto
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -21,36 +23,42 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from liver_gan.cli import report_user_errors, run_hydra_app
-from liver_gan.errors import LiverGanError
 from liver_gan.metrics.inception import FIDWeightsUnavailable
 from liver_gan.training.loop import TrainingDiverged, train
+from liver_gan.training.run_dir import holds_a_run, with_saved_overrides, write_hydra_record
 
 log = logging.getLogger(__name__)
 
 
 @report_user_errors
 def train_task(cfg: DictConfig) -> float:
-    """Train the composed run in Hydra's run dir; return its FID (inf without one)."""
+    """Train the composed run in Hydra's run dir; return its FID (inf without one).
+
+    The task records the config in ``.hydra/`` itself: at once in a new run dir, and only once the
+    run has passed its checks in one that holds an earlier run.  Errors reach the run's log through
+    :func:`report_user_errors`, which is what lets liver-gan-summary list a failed job as failed.
+    """
     hydra_config = HydraConfig.get()
-    multirun = hydra_config.mode == RunMode.MULTIRUN
+    run_dir = Path(hydra_config.runtime.output_dir)
+
+    def record_config() -> None:
+        write_hydra_record(run_dir, cfg)
+
+    if not holds_a_run(run_dir):
+        record_config()  # nothing to keep, and liver-gan-summary lists even a job refused at its start
     try:
-        metrics = train(cfg, Path(hydra_config.runtime.output_dir))
+        metrics = train(cfg, run_dir, on_start=record_config)
     except (TrainingDiverged, FIDWeightsUnavailable) as error:
-        if not multirun:
+        if hydra_config.mode != RunMode.MULTIRUN:
             raise
         log.error("%s (this job scores inf)", error)
         return math.inf
-    except Exception as error:
-        if multirun:
-            # Hydra keeps a job's exception without logging it; this line is what lets
-            # liver-gan-summary list the job as failed rather than unfinished.
-            log.error("the job failed: %s", error, exc_info=not isinstance(error, LiverGanError))
-        raise
     # A run without evaluation (eval.enabled=false) has no FID to minimise.
     return math.inf if metrics["fid"] is None else float(metrics["fid"])
 
 
 def main() -> None:
+    sys.argv = [sys.argv[0], *with_saved_overrides(sys.argv[1:])]
     run_hydra_app(train_task, "train")
 
 

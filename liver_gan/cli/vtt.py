@@ -24,8 +24,9 @@ from liver_gan.cli import report_user_errors
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
 from liver_gan.images import read_image_folder, to_uint8
+from liver_gan.runs import load_generator, run_dataset
 from liver_gan.sampling import balanced_labels, generate
-from liver_gan.training.checkpoint import load_generator, run_dataset
+from liver_gan.training.run_dir import claim_new_dir
 from liver_gan.vtt.page import Upscaling, VisualTuringTest, write_visual_turing_test
 from liver_gan.vtt.scoring import format_score, load_answers, load_key, score_answers
 
@@ -99,7 +100,7 @@ def make_test(args: argparse.Namespace) -> VisualTuringTest:
     num_fake, num_real = args.num // 2, args.num - args.num // 2
     collect = slices_from_generator if args.generator is not None else slices_from_folders
     real, fake, sources = collect(args, num_real, num_fake)
-    out = args.out or Path("outputs") / "vtt" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    out = args.out or Path(claim_new_dir(f"outputs/vtt/{time.strftime('%Y-%m-%d_%H-%M-%S')}"))
     return write_visual_turing_test(real, fake, out, args.seed, args.size, Upscaling(args.upscaling), sources)
 
 

@@ -27,8 +27,8 @@ from liver_gan.data.dataset import SliceSet
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.downstream.classification import METRICS, classification_metrics, train_classifier, tumor_probabilities
 from liver_gan.errors import LiverGanError
+from liver_gan.runs import load_generator
 from liver_gan.sampling import balanced_labels, generate
-from liver_gan.training.checkpoint import load_generator
 
 MIN_SEEDS = 3
 

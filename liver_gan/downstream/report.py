@@ -17,7 +17,7 @@ from liver_gan.data.labels import TUMOR
 from liver_gan.downstream.arms import load_synthetic_source, run_arms
 from liver_gan.downstream.classification import METRICS
 from liver_gan.errors import LiverGanError
-from liver_gan.training.checkpoint import run_dataset
+from liver_gan.runs import run_dataset
 
 UTILITY_FILE = "utility.json"
 SIGNIFICANCE_RULE = (

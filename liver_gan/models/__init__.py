@@ -1,6 +1,9 @@
 """GAN families, one module each.
 
-Each is built by ``hydra.utils.instantiate(cfg.model, resolution=R, num_classes=C)``.
+Each is built by :func:`build_gan`, through ``hydra.utils.instantiate(cfg.model, resolution=R,
+num_classes=C)``, and only from a registered builder: the ``_target_`` of a model schema (a
+subclass of :class:`liver_gan.config.ModelConfig` registered by ``register_configs()``).  A
+family joins by adding its schema; a checkpoint's config can name nothing else (issue 11).
 
 Every builder returns ``(generator, discriminator)``:
 
@@ -15,6 +18,13 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import MISSING, DictConfig
+from torch import nn
+
+from liver_gan.config import ModelConfig, register_configs
+from liver_gan.data.labels import CLASS_NAMES
 from liver_gan.errors import LiverGanError
 
 # The negative slope of every discriminator's LeakyReLU, as in the DCGAN paper and the thesis.
@@ -26,3 +36,41 @@ def require_positive(option: str, values: Iterable[int]) -> None:
     values = list(values)
     if any(value < 1 for value in values):
         raise LiverGanError(f"{option} must be positive, got {values}: set it to positive integers")
+
+
+def model_schemas() -> dict[str, type[ModelConfig]]:
+    """liver-gan's registered model builders: each model schema's ``_target_``, with its schema."""
+    register_configs()  # imports every family's schema
+    schemas, pending = {}, list(ModelConfig.__subclasses__())
+    while pending:
+        schema = pending.pop()
+        pending += schema.__subclasses__()
+        if schema._target_ != MISSING:
+            schemas[schema._target_] = schema
+    return schemas
+
+
+def require_registered_builder(target: str, where: str) -> type[ModelConfig]:
+    """The schema of the builder ``target``; anything but a registered builder is refused."""
+    schemas = model_schemas()
+    if target not in schemas:
+        raise LiverGanError(
+            f"{where}: model._target_={target!r} is not one of liver-gan's model builders ({', '.join(sorted(schemas))})"
+        )
+    return schemas[target]
+
+
+def build_gan(cfg: DictConfig) -> tuple[nn.Module, nn.Module]:
+    """The ``(generator, discriminator)`` of ``cfg.model`` at ``cfg.dataset.resolution``.
+
+    A builder's own :class:`LiverGanError` (a bad size for this family) reaches the user as it
+    is, not wrapped in Hydra's "Error in call to target".
+    """
+    require_registered_builder(cfg.model._target_, "the config")
+    num_classes = len(CLASS_NAMES) if cfg.model.conditional else 0
+    try:
+        return instantiate(cfg.model, resolution=cfg.dataset.resolution, num_classes=num_classes)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, LiverGanError):
+            raise error.__cause__ from None
+        raise

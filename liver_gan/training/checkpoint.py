@@ -1,28 +1,38 @@
-"""Training checkpoints: everything a run needs to continue exactly, or to sample from its generator.
+"""Training checkpoints: the format, writing and reading it, and the checks and restore of a resume.
 
 A checkpoint is one dict saved atomically with :func:`torch.save`: the generator and discriminator,
 both optimizers, ``epoch`` (epochs completed) and ``step``, every random stream (``rng``), the fixed
 noise (and labels) of the sample grids, the resolved config as plain containers and the dataset
-key.  It holds only tensors and plain Python values, so it loads with ``weights_only=True``.
+key; ``liver-gan-train`` adds what it needs to continue exactly (``RESUME_KEYS``).  It holds only
+tensors and plain Python values, so it loads with ``weights_only=True``.
+
+Checkpoints are shared, so opening one must never run anything (issue 11): ``weights_only``
+stops pickled code, and :func:`saved_config` stops config code.  A saved config is validated
+against the same schema as a fresh run, its model must name one of liver-gan's registered
+builders, and no other ``_target_`` (nor any interpolation) may appear in it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
+from omegaconf.errors import OmegaConfBaseException
 
 from liver_gan.atomic import atomic_torch_save, atomic_write
-from liver_gan.config import DatasetConfig
-from liver_gan.data.dataset import PreparedDataset, prepare_dataset
-from liver_gan.data.labels import CLASS_NAMES
+from liver_gan.config import TrainConfig
 from liver_gan.errors import LiverGanError
+from liver_gan.models import require_registered_builder
+from liver_gan.training.seeding import restore_rng_state, rng_state
+from liver_gan.training.state import GAN, BatchOrder, FixedSamples, Progress
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_KEYS = (
     "generator",
@@ -37,6 +47,24 @@ CHECKPOINT_KEYS = (
     "config",
     "dataset_key",
 )
+# Written by liver-gan-train beside the documented keys, and needed to continue exactly.
+RESUME_KEYS = ("train_seconds", "log_window")
+# Options that must equal the checkpoint's when resuming: they fix the weights' shapes, the
+# optimizer state's meaning, the patient split (which the dataset key does not cover), the
+# batch order and the fixed noise.
+RESUME_MUST_MATCH = (
+    "model",
+    "optimizer._target_",
+    "dataset.subset",
+    "dataset.val_fraction",
+    "seed",
+    "trainer.batch_size",
+    "trainer.num_fixed_samples",
+)
+# Hydra's instantiate keys; a saved config holds them only where liver-gan wrote them.
+INSTANTIATE_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
+SAVED_TARGETS = ("model._target_", "optimizer._target_")
+OPTIMIZER_TARGET = re.compile(r"torch\.optim\.[A-Za-z]\w*")
 
 
 def last_checkpoint(run_dir: Path) -> Path:
@@ -75,6 +103,7 @@ def _link_or_copy(source: Path, tmp: Path) -> None:
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint at ``path``, its ``config`` validated (:func:`saved_config`) into a DictConfig."""
     path = Path(path)
     if not path.is_file():
         raise LiverGanError(f"checkpoint {path} does not exist; pass an existing .pt file or run dir")
@@ -86,40 +115,185 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         ) from error
     if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS):
         raise LiverGanError(f"{path} is not a liver-gan training checkpoint; pass a checkpoints/*.pt file of a run")
+    state["config"] = saved_config(state["config"], path)
     return state
 
 
-def find_checkpoint(run_dir_or_file: Path) -> Path:
-    """A checkpoint file as given, or ``<run_dir>/checkpoints/last.pt`` of a run directory."""
-    path = Path(run_dir_or_file)
-    if path.is_file():
-        return path
-    last = last_checkpoint(path)
-    if not last.is_file():
-        raise LiverGanError(f"no checkpoint at {last}; pass a run dir of a liver-gan-train run or a .pt file")
-    return last
+def saved_config(raw: Any, path: Path) -> DictConfig:
+    """A checkpoint's saved config, checked before anything is built from it.
 
-
-def build_gan(cfg: DictConfig) -> tuple[nn.Module, nn.Module]:
-    """The ``(generator, discriminator)`` of ``cfg.model`` at ``cfg.dataset.resolution``."""
-    num_classes = len(CLASS_NAMES) if cfg.model.conditional else 0
-    return instantiate(cfg.model, resolution=cfg.dataset.resolution, num_classes=num_classes)
-
-
-def load_generator(run_dir_or_file: Path, device: torch.device) -> tuple[nn.Module, DictConfig]:
-    """The trained generator of a run (eval mode, on ``device``) and the run's resolved config."""
-    path = find_checkpoint(run_dir_or_file)
-    state = load_checkpoint(path)
-    cfg = OmegaConf.create(state["config"])
-    generator, _ = build_gan(cfg)
-    generator.load_state_dict(state["generator"])
-    return generator.to(device).eval(), cfg
-
-
-def run_dataset(train_cfg: DictConfig, **overrides: Any) -> PreparedDataset:
-    """The dataset a run trained on, from its saved config and seed (so the same patient split).
-
-    ``overrides`` replace dataset options, e.g. ``subset="all"``.
+    Refused, in one line naming ``path`` and the key: a ``_target_`` (or other instantiate key)
+    anywhere but ``model._target_`` and ``optimizer._target_``; a model builder that is not
+    liver-gan's; an optimizer outside ``torch.optim``; an interpolation (a saved config is
+    resolved); and anything the training schema does not accept.
     """
-    dataset_cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), train_cfg.dataset, overrides)
-    return prepare_dataset(dataset_cfg, seed=train_cfg.seed)
+    if not isinstance(raw, dict):
+        raise LiverGanError(f"checkpoint {path} holds no config mapping; pass a checkpoint written by liver-gan-train")
+    for key, value in _entries(raw):
+        if key.rpartition(".")[2] in INSTANTIATE_KEYS and key not in SAVED_TARGETS:
+            raise LiverGanError(f"checkpoint {path}: its config holds {key}, which liver-gan never saves; refusing to open it")
+        if isinstance(value, str) and "${" in value:
+            raise LiverGanError(f"checkpoint {path}: its config holds an interpolation at {key}; refusing to open it")
+    model = raw.get("model")
+    schema = require_registered_builder(model.get("_target_") if isinstance(model, dict) else None, f"checkpoint {path}")
+    optimizer = raw.get("optimizer")
+    optimizer_target = optimizer.get("_target_") if isinstance(optimizer, dict) else None
+    if not isinstance(optimizer_target, str) or not OPTIMIZER_TARGET.fullmatch(optimizer_target):
+        raise LiverGanError(
+            f"checkpoint {path}: optimizer._target_={optimizer_target!r} is not a torch.optim class; refusing to open it"
+        )
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), {"model": OmegaConf.structured(schema)}, raw)
+    except OmegaConfBaseException as error:
+        reason = str(error).splitlines()[0]
+        raise LiverGanError(f"checkpoint {path}: config key {error.full_key} does not fit liver-gan's schema ({reason})") from None
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise LiverGanError(f"checkpoint {path}: its config lacks {', '.join(missing)}; pass a checkpoint of liver-gan-train")
+    return cfg
+
+
+def _entries(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every ``(dotted key, value)`` of a nested dict/list, nodes and leaves alike."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else ()
+    for key, value in items:
+        dotted = f"{prefix}{key}"
+        yield dotted, value
+        yield from _entries(value, f"{dotted}.")
+
+
+def _leaves(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``(dotted key, value)`` of the non-mapping values of a nested dict (lists stay whole)."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def write_checkpoint(
+    cfg: DictConfig,
+    gan: GAN,
+    batches: BatchOrder,
+    fixed: FixedSamples,
+    progress: Progress,
+    dataset_key: str,
+    run_dir: Path,
+) -> None:
+    """checkpoints/last.pt, plus epoch_XXXX.pt at an epoch's end (the newest ``trainer.keep_last_n``)."""
+    epochs, rest = divmod(progress.step, batches.steps_per_epoch)
+    state = {
+        "generator": gan.generator.state_dict(),
+        "discriminator": gan.discriminator.state_dict(),
+        "optimizer_g": gan.optimizer_g.state_dict(),
+        "optimizer_d": gan.optimizer_d.state_dict(),
+        "epoch": epochs,
+        "step": progress.step,
+        "rng": {**rng_state(batches.device), "batch_order": batches.state()},
+        "fixed_noise": fixed.noise.cpu(),
+        "fixed_labels": None if fixed.labels is None else fixed.labels.cpu(),
+        "config": plain_config(cfg),
+        "dataset_key": dataset_key,
+        "train_seconds": progress.train_seconds,
+        "log_window": progress.window.state_dict(),
+    }
+    last = last_checkpoint(run_dir)
+    if rest == 0:
+        epoch_file = last.with_name(f"epoch_{epochs:04d}.pt")
+        save_checkpoint(epoch_file, state)
+        link_checkpoint(epoch_file, last)
+        prune_epoch_checkpoints(last.parent, cfg.trainer.keep_last_n)
+    else:
+        save_checkpoint(last, state)
+    progress.last_checkpoint = last
+
+
+def prune_epoch_checkpoints(checkpoints: Path, keep: int | None) -> None:
+    """Delete all but the newest ``keep`` epoch_XXXX.pt; last.pt (a link of its own) and best.pt stay."""
+    if keep is None:
+        return
+    epoch_files = sorted(checkpoints.glob("epoch_*.pt"))
+    for path in epoch_files[: max(len(epoch_files) - keep, 0)]:
+        path.unlink()
+
+
+def resume_checkpoint(resume: str, run_dir: Path) -> Path | None:
+    """The checkpoint ``trainer.resume`` asks for: none, auto (this run dir's last.pt, if any) or a file."""
+    if resume == "none":
+        return None
+    if resume == "auto":
+        last = last_checkpoint(run_dir)
+        if last.is_file():
+            return last
+        log.info("trainer.resume=auto: no checkpoint in %s, starting a fresh run", last.parent)
+        return None
+    path = Path(resume)
+    if not path.is_file():
+        raise LiverGanError(
+            f"trainer.resume={resume}: no such checkpoint file; use none, auto or a checkpoints/*.pt path"
+        )
+    return path
+
+
+def check_resumable(state: dict[str, Any], cfg: DictConfig, path: Path) -> None:
+    """Before the dataset build: ``state`` was written by liver-gan-train, with ``cfg``'s ``RESUME_MUST_MATCH``."""
+    if any(key not in state for key in RESUME_KEYS):
+        raise LiverGanError(f"checkpoint {path} was not written by liver-gan-train and cannot be resumed; start afresh")
+    saved, current = dict(_leaves(plain_config(state["config"]))), dict(_leaves(plain_config(cfg)))
+    differing = [
+        key
+        for key in sorted(saved.keys() | current.keys())
+        if any(key == option or key.startswith(f"{option}.") for option in RESUME_MUST_MATCH)
+        and saved.get(key) != current.get(key)
+    ]
+    if differing:
+        pairs = "; ".join(f"{key} ({saved.get(key)} there, {current.get(key)} here)" for key in differing)
+        raise LiverGanError(
+            f"checkpoint {path} differs from this config in {pairs}; resume with the same {', '.join(differing)}"
+        )
+
+
+def check_dataset(state: dict[str, Any], dataset_key: str, path: Path) -> None:
+    if state["dataset_key"] != dataset_key:
+        raise LiverGanError(
+            f"checkpoint {path} was trained on dataset {state['dataset_key'][:12]}, but these dataset.* options "
+            f"give {dataset_key[:12]}; resume with the dataset options of that run"
+        )
+
+
+def restore(
+    state: dict[str, Any], gan: GAN, batches: BatchOrder, progress: Progress, columns: int, path: Path
+) -> FixedSamples:
+    """Load ``state`` into the networks, optimizers, random streams and ``progress``; return its fixed noise."""
+    device = batches.device
+    gan.generator.load_state_dict(state["generator"])
+    gan.discriminator.load_state_dict(state["discriminator"])
+    load_optimizer_state(gan.optimizer_g, state["optimizer_g"], "optimizer_g")
+    load_optimizer_state(gan.optimizer_d, state["optimizer_d"], "optimizer_d")
+    restore_rng_state(state["rng"], device)
+    batches.load_state(state["rng"]["batch_order"])
+    progress.step = state["step"]
+    progress.train_seconds = state["train_seconds"]
+    progress.window.load_state_dict(state["log_window"])
+    progress.last_checkpoint = path
+    log.info("resuming from %s at step %d (epoch %d)", path, state["step"], state["epoch"])
+    labels = state["fixed_labels"]
+    return FixedSamples(state["fixed_noise"].to(device), None if labels is None else labels.to(device), columns)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any], name: str) -> None:
+    """The saved per-parameter state (moments, step counts) under this run's settings.
+
+    ``optimizer`` was built from the current config on the current device, so its groups hold
+    the learning rate, betas, weight decay and implementation (fused/foreach) to use now; the
+    saved groups' values would otherwise win, and a changed ``optimizer.lr`` would be recorded
+    but not used, or a CUDA run's ``fused=True`` kept on a device without fused kernels.
+    """
+    groups = []
+    for saved_group, current_group in zip(saved["param_groups"], optimizer.state_dict()["param_groups"]):
+        settings = {key: value for key, value in current_group.items() if key != "params"}
+        for key, value in settings.items():
+            if saved_group.get(key) != value:
+                log.info("resuming %s with %s=%s from this config (the checkpoint had %s)", name, key, value, saved_group.get(key))
+        groups.append({**saved_group, **settings})
+    optimizer.load_state_dict({**saved, "param_groups": groups})

@@ -25,12 +25,11 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor, nn
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -46,127 +45,41 @@ from liver_gan.images import image_grid, write_grid_png
 from liver_gan.losses import check_loss_options, discriminator_loss, generator_loss
 from liver_gan.metrics.evaluate import check_eval_options, evaluate_generator
 from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
+from liver_gan.models import build_gan
 from liver_gan.training.checkpoint import (
-    build_gan,
-    last_checkpoint,
-    link_checkpoint,
+    check_dataset,
+    check_resumable,
     load_checkpoint,
-    plain_config,
-    save_checkpoint,
+    restore,
+    resume_checkpoint,
+    write_checkpoint,
 )
 from liver_gan.training.optim import build_optimizers
-from liver_gan.training.seeding import restore_rng_state, rng_state, seed_everything
+from liver_gan.training.run_dir import (
+    hold_run_dir,
+    refuse_fresh_start,
+    remove_previous_run,
+    remove_stale_temporaries,
+)
+from liver_gan.training.seeding import seed_everything
+from liver_gan.training.state import GAN, BatchOrder, FixedSamples, Progress, ScalarSums
 from liver_gan.training.tensorboard import TensorBoardLogger
 
 log = logging.getLogger(__name__)
-
-LOGGED_SCALARS = ("loss/D", "loss/G", "D(x)", "D(G(z))")
-# Options that must equal the checkpoint's when resuming: they fix the weights' shapes, the
-# batch order and the fixed noise.
-RESUME_MUST_MATCH = ("model", "trainer.batch_size", "trainer.num_fixed_samples")
-# Written by the loop beside the documented checkpoint keys, and needed to continue exactly.
-RESUME_KEYS = ("train_seconds", "log_window")
 
 
 class TrainingDiverged(LiverGanError):
     """A loss became NaN or infinite; the message names the step and the last good checkpoint."""
 
 
-@dataclass
-class GAN:
-    generator: nn.Module
-    discriminator: nn.Module
-    optimizer_g: torch.optim.Optimizer
-    optimizer_d: torch.optim.Optimizer
-
-
-@dataclass(frozen=True)
-class FixedSamples:
-    """The noise (and labels) behind every sample grid, so that grids are comparable across epochs."""
-
-    noise: Tensor
-    labels: Tensor | None
-    columns: int
-
-
-class BatchOrder:
-    """Minibatch indices: a fresh permutation of the training set per epoch, from a generator of its own.
-
-    Its state goes into checkpoints.  During an epoch, :meth:`state` is the state from before that
-    epoch's permutation, so a run resumed from a mid-epoch checkpoint (one capped by
-    ``trainer.max_steps``) redraws the same permutation and skips the batches already done.
-    """
-
-    def __init__(self, num_images: int, batch_size: int, seed: int, device: torch.device) -> None:
-        self.num_images = num_images
-        self.batch_size = batch_size
-        self.device = device
-        self.steps_per_epoch = math.ceil(num_images / batch_size)
-        self.generator = torch.Generator().manual_seed(seed)
-        self._epoch_start_state: Tensor | None = None
-
-    def epoch(self, skip: int = 0) -> Iterator[Tensor]:
-        self._epoch_start_state = self.generator.get_state()
-        permutation = torch.randperm(self.num_images, generator=self.generator).to(self.device)
-        yield from permutation.split(self.batch_size)[skip:]
-        self._epoch_start_state = None
-
-    def state(self) -> Tensor:
-        return self.generator.get_state() if self._epoch_start_state is None else self._epoch_start_state
-
-    def load_state(self, state: Tensor) -> None:
-        self.generator.set_state(state)
-        self._epoch_start_state = None
-
-    def images_seen(self, step: int) -> int:
-        epochs, batches = divmod(step, self.steps_per_epoch)
-        return epochs * self.num_images + batches * self.batch_size
-
-
-class ScalarSums:
-    """Running sums of the logged scalars, kept on the training device.
-
-    Adding never waits for the device; :meth:`means` does, once per read.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.sums = torch.zeros(len(LOGGED_SCALARS), device=device)
-        self.count = 0
-
-    def add(self, values: Tensor) -> None:
-        self.sums += values
-        self.count += 1
-
-    def means(self) -> dict[str, float]:
-        return dict(zip(LOGGED_SCALARS, (self.sums / max(self.count, 1)).tolist()))
-
-    def reset(self) -> None:
-        self.sums.zero_()
-        self.count = 0
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"sums": self.sums.cpu(), "count": self.count}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.sums.copy_(state["sums"])
-        self.count = state["count"]
-
-
-@dataclass
-class Progress:
-    """Where the run stands; ``window`` holds the scalars since the last log step."""
-
-    step: int
-    train_seconds: float
-    window: ScalarSums
-    last_checkpoint: Path | None = None
-
-
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def train(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None] | None = None) -> dict[str, Any]:
     """Train ``cfg``'s GAN in ``run_dir`` and return the final metrics, also written to metrics.json.
 
-    A run that diverges, or whose FID cannot be computed for want of the Inception weights, still
-    writes its metrics.json (``fid`` null), hyper-parameters and logs, then raises
+    Nothing is written into ``run_dir`` before the run has passed every check: the options, the
+    model's shapes and, when resuming, the checkpoint (its config before the dataset build, its
+    dataset after it).  Then ``on_start`` runs (the CLI records the config there).  A run that
+    diverges, or whose FID cannot be computed for want of the Inception weights, still writes
+    its metrics.json (``fid`` null), hyper-parameters and logs, then raises
     :class:`TrainingDiverged` or :class:`FIDWeightsUnavailable`.
     """
     run_dir = Path(run_dir)
@@ -176,18 +89,36 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.eval.enabled:
         check_eval_options(cfg.eval)
         check_weights_available(cfg.eval.fid.weights)
-    resume_from = resume_checkpoint(str(cfg.trainer.resume), run_dir)
-    seed_everything(cfg.seed, cfg.trainer.deterministic)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with hold_run_dir(run_dir):
+        return _train(cfg, run_dir, device, on_start)
 
+
+def _train(cfg: DictConfig, run_dir: Path, device: torch.device, on_start: Callable[[], None] | None) -> dict[str, Any]:
+    resume_from = resume_checkpoint(str(cfg.trainer.resume), run_dir)
+    saved = None
+    if resume_from is None:
+        refuse_fresh_start(run_dir, cfg.trainer.overwrite)
+    else:
+        saved = load_checkpoint(resume_from)
+        check_resumable(saved, cfg, resume_from)
+    seed_everything(cfg.seed, cfg.trainer.deterministic)
+    generator, discriminator = build_gan(cfg)  # before the dataset build: a bad size fails at once
     dataset = prepare_dataset(cfg.dataset, cfg.seed)
-    write_dataset_summary(dataset.summary, run_dir)
-    generator, discriminator = (network.to(device) for network in build_gan(cfg))
+    generator, discriminator = generator.to(device), discriminator.to(device)
     gan = GAN(generator, discriminator, *build_optimizers(cfg.optimizer, generator, discriminator, device))
     batches = BatchOrder(len(dataset.train), cfg.trainer.batch_size, cfg.seed, device)
     fixed = draw_fixed_samples(cfg, generator.latent_dim, device)
     progress = Progress(step=0, train_seconds=0.0, window=ScalarSums(device))
-    if resume_from is not None:
-        fixed = resume(resume_from, cfg, dataset, gan, batches, progress, device)
+    if saved is not None:
+        check_dataset(saved, dataset.key, resume_from)
+        fixed = restore(saved, gan, batches, progress, grid_columns(cfg), resume_from)
+    elif cfg.trainer.overwrite:
+        remove_previous_run(run_dir)
+    remove_stale_temporaries(run_dir)
+    if on_start is not None:
+        on_start()
+    write_dataset_summary(dataset.summary, run_dir)
     log.info(
         "training %s + %s on %d slices (dataset %s) on %s: %d steps per epoch",
         type(generator).__name__,
@@ -244,6 +175,8 @@ def check_trainer_options(cfg: DictConfig, device: torch.device) -> None:
             raise LiverGanError(f"trainer.{option}={trainer[option]} must be at least 1")
     if trainer.max_steps is not None and trainer.max_steps < 1:
         raise LiverGanError(f"trainer.max_steps={trainer.max_steps} must be at least 1, or null for no cap")
+    if trainer.keep_last_n is not None and trainer.keep_last_n < 0:
+        raise LiverGanError(f"trainer.keep_last_n={trainer.keep_last_n} must be at least 0, or null to keep every epoch checkpoint")
     if trainer.amp and device.type != "cuda":
         raise LiverGanError(
             f"trainer.amp=true needs a CUDA device, but training runs on {device}; set trainer.amp=false"
@@ -256,71 +189,6 @@ def check_trainer_options(cfg: DictConfig, device: torch.device) -> None:
             )
         if trainer.num_fixed_samples < 2:
             raise LiverGanError("trainer.num_fixed_samples must be at least 2 for a conditional model (one per class)")
-
-
-def resume_checkpoint(resume: str, run_dir: Path) -> Path | None:
-    """The checkpoint ``trainer.resume`` asks for: none, auto (this run dir's last.pt, if any) or a file."""
-    if resume == "none":
-        return None
-    if resume == "auto":
-        last = last_checkpoint(run_dir)
-        if last.is_file():
-            return last
-        log.info("trainer.resume=auto: no checkpoint in %s, starting a fresh run", last.parent)
-        return None
-    path = Path(resume)
-    if not path.is_file():
-        raise LiverGanError(
-            f"trainer.resume={resume}: no such checkpoint file; use none, auto or a checkpoints/*.pt path"
-        )
-    return path
-
-
-def resume(
-    path: Path,
-    cfg: DictConfig,
-    dataset: PreparedDataset,
-    gan: GAN,
-    batches: BatchOrder,
-    progress: Progress,
-    device: torch.device,
-) -> FixedSamples:
-    """Load ``path`` into the networks, optimizers, random streams and ``progress``; return its fixed noise."""
-    state = load_checkpoint(path)
-    check_resumable(state, cfg, dataset.key, path)
-    gan.generator.load_state_dict(state["generator"])
-    gan.discriminator.load_state_dict(state["discriminator"])
-    gan.optimizer_g.load_state_dict(state["optimizer_g"])
-    gan.optimizer_d.load_state_dict(state["optimizer_d"])
-    restore_rng_state(state["rng"], device)
-    batches.load_state(state["rng"]["batch_order"])
-    progress.step = state["step"]
-    progress.train_seconds = state["train_seconds"]
-    progress.window.load_state_dict(state["log_window"])
-    progress.last_checkpoint = path
-    log.info("resuming from %s at step %d (epoch %d)", path, state["step"], state["epoch"])
-    labels = state["fixed_labels"]
-    return FixedSamples(
-        state["fixed_noise"].to(device), None if labels is None else labels.to(device), grid_columns(cfg)
-    )
-
-
-def check_resumable(state: dict[str, Any], cfg: DictConfig, dataset_key: str, path: Path) -> None:
-    if any(key not in state for key in RESUME_KEYS):
-        raise LiverGanError(f"checkpoint {path} was not written by liver-gan-train and cannot be resumed; start afresh")
-    if state["dataset_key"] != dataset_key:
-        raise LiverGanError(
-            f"checkpoint {path} was trained on dataset {state['dataset_key'][:12]}, but these dataset.* options "
-            f"give {dataset_key[:12]}; resume with the dataset options of that run"
-        )
-    saved = OmegaConf.create(state["config"])
-    current = OmegaConf.create(plain_config(cfg))
-    for key in RESUME_MUST_MATCH:
-        if OmegaConf.select(saved, key) != OmegaConf.select(current, key):
-            raise LiverGanError(
-                f"checkpoint {path} has {key}={OmegaConf.select(saved, key)}, this config "
-                f"{OmegaConf.select(current, key)}; resume with the same {key}"
-            )
 
 
 def grid_columns(cfg: DictConfig) -> int:
@@ -434,7 +302,9 @@ def fit(
             if sample:
                 write_samples(board, gan.generator, fixed, progress.step, steps_per_epoch, run_dir)
             if checkpoint:
-                write_checkpoint(cfg, gan, batches, fixed, progress, dataset.key, run_dir, board)
+                # Events up to this step must be on disk before a checkpoint claims them (resume purges later ones).
+                board.flush()
+                write_checkpoint(cfg, gan, batches, fixed, progress, dataset.key, run_dir)
 
 
 def train_step(
@@ -487,9 +357,10 @@ def check_finite(means: dict[str, float], progress: Progress) -> dict[str, float
 
 
 def check_weights(gan: GAN, progress: Progress) -> None:
-    """Before anything is written from the networks: every weight is finite."""
-    parameters = [*gan.generator.parameters(), *gan.discriminator.parameters()]
-    if not torch.stack([parameter.isfinite().all() for parameter in parameters]).all():
+    """Before anything is written from the networks: every weight and buffer (BatchNorm's running
+    statistics) is finite."""
+    tensors = [*gan.generator.state_dict().values(), *gan.discriminator.state_dict().values()]
+    if not torch.stack([tensor.isfinite().all() for tensor in tensors]).all():
         raise diverged(progress, "non-finite weights")
 
 
@@ -517,42 +388,3 @@ def write_samples(
     epochs, rest = divmod(step, steps_per_epoch)
     name = f"epoch_{epochs:04d}.png" if rest == 0 else f"step_{step:07d}.png"
     write_grid_png(grid, run_dir / "samples" / name)
-
-
-def write_checkpoint(
-    cfg: DictConfig,
-    gan: GAN,
-    batches: BatchOrder,
-    fixed: FixedSamples,
-    progress: Progress,
-    dataset_key: str,
-    run_dir: Path,
-    board: TensorBoardLogger,
-) -> None:
-    """checkpoints/last.pt, plus epoch_XXXX.pt at an epoch's end."""
-    epochs, rest = divmod(progress.step, batches.steps_per_epoch)
-    state = {
-        "generator": gan.generator.state_dict(),
-        "discriminator": gan.discriminator.state_dict(),
-        "optimizer_g": gan.optimizer_g.state_dict(),
-        "optimizer_d": gan.optimizer_d.state_dict(),
-        "epoch": epochs,
-        "step": progress.step,
-        "rng": {**rng_state(batches.device), "batch_order": batches.state()},
-        "fixed_noise": fixed.noise.cpu(),
-        "fixed_labels": None if fixed.labels is None else fixed.labels.cpu(),
-        "config": plain_config(cfg),
-        "dataset_key": dataset_key,
-        "train_seconds": progress.train_seconds,
-        "log_window": progress.window.state_dict(),
-    }
-    # Events up to this step must be on disk before a checkpoint claims them (resume purges later ones).
-    board.flush()
-    last = last_checkpoint(run_dir)
-    if rest == 0:
-        epoch_file = last.with_name(f"epoch_{epochs:04d}.pt")
-        save_checkpoint(epoch_file, state)
-        link_checkpoint(epoch_file, last)
-    else:
-        save_checkpoint(last, state)
-    progress.last_checkpoint = last
