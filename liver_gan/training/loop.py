@@ -44,7 +44,7 @@ from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
 from liver_gan.images import image_grid, write_grid_png
 from liver_gan.losses import check_loss_options, discriminator_loss, generator_loss
-from liver_gan.metrics.evaluate import check_eval_options, evaluate_generator
+from liver_gan.metrics.evaluate import check_eval_data, check_eval_options, evaluate_generator
 from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
 from liver_gan.training.checkpoint import (
     build_gan,
@@ -174,12 +174,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     check_trainer_options(cfg, device)
     check_loss_options(cfg.loss)
     if cfg.eval.enabled:
-        check_eval_options(cfg.eval)
-        check_weights_available(cfg.eval.fid.weights)
+        check_eval_options(cfg.eval, cfg.dataset)
+        check_weights_available(cfg.eval.inception_weights)
     resume_from = resume_checkpoint(str(cfg.trainer.resume), run_dir)
     seed_everything(cfg.seed, cfg.trainer.deterministic)
 
     dataset = prepare_dataset(cfg.dataset, cfg.seed)
+    if cfg.eval.enabled:
+        check_eval_data(dataset, cfg.eval)
     write_dataset_summary(dataset.summary, run_dir)
     generator, discriminator = (network.to(device) for network in build_gan(cfg))
     gan = GAN(generator, discriminator, *build_optimizers(cfg.optimizer, generator, discriminator, device))
