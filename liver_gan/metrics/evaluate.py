@@ -60,14 +60,7 @@ def evaluate_generator(
         dataset=dataset,
         reals={real_pool: real},
     )
-    return {
-        "metrics": [metric.name for metric in metrics],
-        "num_real": len(real),
-        "num_fake": len(fake_images),
-        "real_pool": real_pool.value,
-        "feature_extractor": feature_extractor_info(extractor),
-        **compute_metrics(metrics, context),
-    }
+    return report(metrics, context, real_pool=real_pool.value)
 
 
 def evaluate_folders(real_dir: Path, fake_dir: Path, cfg: EvalConfig, device: torch.device | str, seed: int) -> dict:
@@ -86,13 +79,18 @@ def evaluate_folders(real_dir: Path, fake_dir: Path, cfg: EvalConfig, device: to
         seed=seed,
         reals={RealPool(cfg.real_pool): real},
     )
+    return report(metrics, context, real=str(real_dir), fake=str(fake_dir))
+
+
+def report(metrics: list[Metric], context: EvaluationContext, **compared: str) -> dict[str, Any]:
+    """The metrics computed, what was ``compared``, the image counts and Inception weights, and
+    each metric's keys: the fields of metrics.json and eval.json."""
     return {
         "metrics": [metric.name for metric in metrics],
-        "real": str(real_dir),
-        "fake": str(fake_dir),
-        "num_real": len(real),
+        **compared,
+        "num_real": len(context.real()),
         "num_fake": len(context.fake_features),
-        "feature_extractor": feature_extractor_info(extractor),
+        "feature_extractor": feature_extractor_info(context.extractor),
         **compute_metrics(metrics, context),
     }
 
