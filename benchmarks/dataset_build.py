@@ -17,6 +17,7 @@ images' Inception statistics from liver-gan's reference cache (a hit runs no Inc
 
 from __future__ import annotations
 
+import copy
 import shutil
 import tempfile
 import time
@@ -25,17 +26,15 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from scipy import ndimage
 
 from liver_gan.atomic import build_once
 from liver_gan.config import RealPool
 from liver_gan.data.dataset import PreparedDataset, prepare_dataset
 from liver_gan.data.nifti import write_nifti
-from liver_gan.metrics.evaluate import select_real_images
+from liver_gan.metrics.context import dataset_reals
 from liver_gan.metrics.inception import load_feature_extractor
-from liver_gan.metrics.reference import ReferenceKey, pixels_sha256, reference_statistics
 
 from configs import compose_config
 from fid import inception_weights
@@ -200,23 +199,14 @@ def benchmark_reference_statistics(
 
     def real_reference(cache_dir: Path, compute: bool) -> None:
         """Select the reals, key them and look them up, exactly as evaluate_generator does."""
-        real_images, _ = select_real_images(dataset, RealPool.train, count)
-        key = ReferenceKey(
-            dataset_key=dataset.key,
-            subset=dataset.subset.value,
-            real_pool=RealPool.train.value,
-            num_images=len(real_images),
-            resolution=dataset.resolution,
-            weights_sha256=extractor.weights_sha256,
-            pixels_sha256=pixels_sha256(real_images),
-        )
-        reference_statistics(key, cache_dir, lambda: inception(real_images) if compute else cache_missed())
+        options = OmegaConf.create({"max_real": count, "batch_size": INCEPTION_BATCH, "cache_dir": str(cache_dir)})
+        dataset_reals(dataset, RealPool.train, options, extractor if compute else warm_only).features
 
-    def inception(real_images: torch.Tensor) -> np.ndarray:
-        return extractor.features(real_images, INCEPTION_BATCH)
-
-    def cache_missed() -> np.ndarray:
+    def cache_missed(*args: object) -> np.ndarray:
         raise AssertionError("the reference-statistics cache missed on a warm start")
+
+    warm_only = copy.copy(extractor)
+    warm_only.features = cache_missed
 
     def cold() -> None:
         cache_dir = Path(tempfile.mkdtemp(prefix="reference-", dir=scratch))
@@ -232,7 +222,7 @@ def benchmark_reference_statistics(
             f"reference statistics, cold ({count} real images through Inception)",
             "s",
             repeat_seconds(cold, repeats, warmup=0),
-            limit="Inception forward passes (see the FID section); grows linearly with eval.fid.max_real",
+            limit="Inception forward passes (see the FID section); grows linearly with eval.max_real",
         )
     )
     warm_figure = section.add(
@@ -245,7 +235,7 @@ def benchmark_reference_statistics(
     )
     section.ratio("reference statistics cold / warm", cold_figure, warm_figure)
     section.notes.append(
-        f"a cold reference pass at the default eval.fid.max_real=2048 would take about "
+        f"a cold reference pass at the default eval.max_real=2048 would take about "
         f"{format_duration(cold_figure.median / count * 2048)}; the warm start skips it. "
         f"Loading the Inception weights took {load_seconds:.1f} s (once per run, cold or warm)"
     )

@@ -154,26 +154,34 @@ class LossConfig:
 
 @dataclass
 class FIDConfig:
-    num_samples: int = 2048
-    max_real: int = 2048
-    real_pool: RealPool = RealPool.train
-    batch_size: int = 50
-    weights: Optional[str] = None  # path to pt_inception-2015-12-05-6726825d.pth for offline use
-    save_images: bool = False
+    """Options only FID reads (liver_gan/metrics/registry.py, ``fid``)."""
+
+    save_images: bool = False  # write the measured images to fid_images/{real,fake}/ for pytorch-fid's CLI
 
 
 @dataclass
 class KIDConfig:
+    """Options only KID reads (liver_gan/metrics/kid.py)."""
+
     num_subsets: int = 100
     subset_size: int = 1000
 
 
 @dataclass
 class EvalConfig:
+    """The end-of-run evaluation (liver_gan/metrics/evaluate.py): these keys serve every metric."""
+
     enabled: bool = True
+    # Names registered in liver_gan/metrics/registry.py, computed in this order.
+    metrics: List[str] = field(default_factory=lambda: ["fid", "kid", "precision_recall", "diversity", "memorisation"])
+    num_samples: int = 2048  # generated images
+    max_real: int = 2048  # real images of real_pool: a fixed random choice of this many when it holds more
+    real_pool: RealPool = RealPool.train
+    batch_size: int = 50  # images per Inception pass
+    inception_weights: Optional[str] = None  # path to pt_inception-2015-12-05-6726825d.pth for offline use
+    cache_dir: str = "outputs/cache/reference_stats"
     fid: FIDConfig = field(default_factory=FIDConfig)
     kid: KIDConfig = field(default_factory=KIDConfig)
-    cache_dir: str = "outputs/cache/reference_stats"
 
 
 @dataclass
@@ -203,6 +211,8 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 0
     name: Optional[str] = None  # appended to the default run dir: outputs/train/<date_time>_<name>
+    # The result liver-gan-train returns to a sweeper: a key of metrics.json (set by hparams_search presets).
+    optimized_metric: str = "fid"
 
 
 @dataclass

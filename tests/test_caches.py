@@ -44,7 +44,7 @@ def dataset_entry(cache_dir: Path, key: str = DATASET_KEY) -> Path:
 
 
 def reference_key() -> ReferenceKey:
-    return ReferenceKey(DATASET_KEY, "tumor", "train", 3, 4, "0" * 64, "1" * 64)
+    return ReferenceKey(DATASET_KEY, "tumor", "train", 3, 4, "0" * 64, "1" * 64, "cpu", "float32")
 
 
 def reference_entry(cache_dir: Path) -> Path:

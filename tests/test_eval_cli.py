@@ -12,6 +12,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
+from liver_gan.cli import evaluate as cli_evaluate
 from liver_gan.cli.evaluate import main as eval_main
 from liver_gan.images import write_png_folder
 from liver_gan.metrics import evaluate
@@ -52,6 +53,38 @@ def test_two_folders_give_a_table_and_eval_json(
     assert result["real"] == str(real) and result["feature_extractor"]["weights"] == "pooled.pth"
     table = capsys.readouterr().out
     assert "overall" in table and f"{result['fid']:.3f}" in table
+    # Two folders allow the metrics that compare two sets of features; the rest need a training set.
+    assert result["metrics"] == ["fid", "kid", "precision_recall"] and 0 <= result["precision"] <= 1
+    assert "diversity_ms_ssim" not in result and "memorisation_closest_pairs" not in result
+
+
+def test_two_folders_with_only_training_set_metrics_exit_2_with_one_line(
+    pooled_pixels: None, folders: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    real, fake = folders
+    with pytest.raises(SystemExit) as exit_info:
+        run_eval(monkeypatch, tmp_path / "eval", f"real={real}", f"fake={fake}", "eval.metrics=[memorisation]")
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "give checkpoint=RUN_DIR_OR_PT" in error
+
+
+def test_a_validation_pool_without_validation_slices_exits_2_before_the_dataset_build(
+    pooled_pixels: None, compose_config: Callable[..., DictConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    train_dir = save_tiny_checkpoint(
+        compose_config, tmp_path / "train", tiny_phantom_overrides(tmp_path) + ["dataset.val_fraction=0"]
+    )
+
+    def no_build(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the dataset build started before the eval options were checked")
+
+    monkeypatch.setattr(cli_evaluate, "run_dataset", no_build)
+    with pytest.raises(SystemExit) as exit_info:
+        run_eval(monkeypatch, tmp_path / "eval", f"checkpoint={train_dir}", "eval.real_pool=val")
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "eval.real_pool=val but dataset.val_fraction=0" in error
 
 
 def test_a_checkpoint_is_measured_against_its_rebuilt_dataset(
@@ -68,8 +101,8 @@ def test_a_checkpoint_is_measured_against_its_rebuilt_dataset(
         monkeypatch,
         tmp_path / "eval",
         f"checkpoint={train_dir}",
-        "eval.fid.num_samples=16",
-        "eval.fid.real_pool=val",
+        "eval.num_samples=16",
+        "eval.real_pool=val",
         "eval.fid.save_images=true",
         f"eval.cache_dir={tmp_path / 'reference_stats'}",
         *SMALL_KID,
@@ -109,5 +142,5 @@ def test_offline_without_weights_exits_2_saying_where_to_put_the_file(
     error = capsys.readouterr().err.strip()
     assert "\n" not in error
     assert str(tmp_path / "empty_torch_home" / "hub" / "checkpoints" / FID_WEIGHTS_NAME) in error
-    assert "eval.fid.weights=PATH" in error
+    assert "eval.inception_weights=PATH" in error
     assert not (tmp_path / "eval" / "eval.json").exists()

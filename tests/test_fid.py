@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 from urllib.error import URLError
 
 import numpy as np
@@ -26,7 +27,8 @@ from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.errors import LiverGanError
 from liver_gan.images import read_image_folder, to_uint8, write_png_folder
 from liver_gan.metrics import evaluate
-from liver_gan.metrics.evaluate import evaluate_generator, matching_labels, select_real_images
+from liver_gan.metrics.context import select_real_images
+from liver_gan.metrics.evaluate import evaluate_generator, matching_labels
 from liver_gan.metrics.fid import feature_statistics, frechet_distance
 from liver_gan.metrics.inception import (
     FID_WEIGHTS_NAME,
@@ -36,6 +38,7 @@ from liver_gan.metrics.inception import (
 )
 from liver_gan.metrics.kid import kernel_inception_distance
 from liver_gan.models.mlp import build_mlp_gan
+from allocations import LargestAllocation
 
 
 def blobs(n: int, resolution: int = 32, seed: int = 0) -> Tensor:
@@ -62,10 +65,20 @@ def two_class_dataset(num_train: int = 24, num_val: int = 8) -> PreparedDataset:
     return PreparedDataset("test-dataset", 32, Subset.all, train, val, {})
 
 
-def eval_config(tmp_path: Path, num_samples: int, max_real: int, save_images: bool = False) -> DictConfig:
-    fid = FIDConfig(num_samples=num_samples, max_real=max_real, save_images=save_images)
-    kid = KIDConfig(num_subsets=5, subset_size=num_samples)
-    return OmegaConf.structured(EvalConfig(fid=fid, kid=kid, cache_dir=str(tmp_path / "reference_stats")))
+def eval_config(
+    tmp_path: Path, num_samples: int, max_real: int, save_images: bool = False, **options: object
+) -> DictConfig:
+    """eval.* of a small evaluation; ``options`` set further EvalConfig fields (e.g. metrics=[...])."""
+    return OmegaConf.structured(
+        EvalConfig(
+            num_samples=num_samples,
+            max_real=max_real,
+            fid=FIDConfig(save_images=save_images),
+            kid=KIDConfig(num_subsets=5, subset_size=num_samples),
+            cache_dir=str(tmp_path / "reference_stats"),
+            **options,
+        )
+    )
 
 
 class PooledPixels(nn.Module):
@@ -150,7 +163,7 @@ def test_image_folders_of_mixed_sizes_are_refused(tmp_path: Path) -> None:
 
 
 def test_a_missing_configured_weights_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(LiverGanError, match="eval.fid.weights=.*no such file"):
+    with pytest.raises(LiverGanError, match="eval.inception_weights=.*no such file"):
         load_feature_extractor(str(tmp_path / FID_WEIGHTS_NAME), "cpu")
 
 
@@ -166,7 +179,7 @@ def test_offline_without_weights_says_where_to_put_the_file(tmp_path: Path, monk
     message = str(error.value)
     assert "\n" not in message
     assert str(tmp_path / "empty_torch_home" / "hub" / "checkpoints" / FID_WEIGHTS_NAME) in message
-    assert "eval.fid.weights=PATH" in message
+    assert "eval.inception_weights=PATH" in message
 
 
 # --- real pool and generated labels ------------------------------------------------------------
@@ -181,6 +194,18 @@ def test_real_images_are_a_fixed_choice_of_the_configured_pool() -> None:
     assert len(first) == 10 and torch.equal(first, again)
     assert not torch.equal(first, dataset.train.images[:10])  # a spread-out choice, not the first slices
     assert len(first_labels) == 10
+
+
+def test_the_real_choice_copies_only_the_chosen_slices() -> None:
+    """The same choice as concatenating the pool and indexing it, without the copy of the whole pool."""
+    dataset = two_class_dataset(num_train=400, num_val=8)
+    with LargestAllocation() as probe:
+        images, labels = select_real_images(dataset, RealPool.both, max_real=10)
+    pool = torch.cat([dataset.train.images, dataset.val.images])
+    chosen = torch.randperm(len(pool), generator=torch.Generator().manual_seed(0))[:10].sort().values
+    assert torch.equal(images, pool[chosen])
+    assert torch.equal(labels, torch.cat([dataset.train.labels, dataset.val.labels])[chosen])
+    assert probe.largest <= images.nbytes < dataset.train.images.nbytes / 10
 
 
 def test_an_empty_real_pool_is_a_clear_error() -> None:
@@ -224,12 +249,56 @@ def test_unconditional_evaluation_has_no_per_class_scores(tmp_path: Path, monkey
     assert "per_class" not in metrics
 
 
+def float32_settings() -> tuple:
+    """Each backend's float32 precision (PyTorch >= 2.9's API) and whether autocast is on."""
+    backends = (
+        torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.mkldnn.matmul, torch.backends.mkldnn.conv
+    )
+    return (*(backend.fp32_precision for backend in backends), torch.is_autocast_enabled("cpu"))
+
+
+class PrecisionProbe(PooledPixels):
+    """PooledPixels that records the input dtype and the arithmetic settings of each forward pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple] = []
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        self.seen.append((x.dtype, *float32_settings()))
+        return super().forward(x)
+
+
+@pytest.fixture
+def tf32_allowed() -> Iterator[None]:
+    """The settings of a training script that turned TF32 on the usual way; put back after the test."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@pytest.mark.skipif(not hasattr(torch.backends, "fp32_precision"), reason="reads PyTorch >= 2.9's precision API")
+def test_inception_runs_in_full_float32_and_restores_the_settings(tf32_allowed: None) -> None:
+    """IEEE float32 on cuBLAS, cuDNN and oneDNN, no autocast; the caller's settings come back unchanged."""
+    probe = PrecisionProbe()
+    extractor = FeatureExtractor(probe, "probe.pth", "0" * 64, torch.device("cpu"))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        before = float32_settings()
+        features = extractor.features(blobs(4), batch_size=2)
+        after = float32_settings()
+    assert features.dtype == np.float32
+    assert probe.seen == [(torch.float32, "ieee", "ieee", "ieee", "ieee", False)] * 2
+    assert before == after == ("tf32", "tf32", "none", "none", True)
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+
+
 # --- the real Inception network ------------------------------------------------------------------
 
 
 @pytest.mark.slow
 def test_inception_fid_of_a_set_against_itself_is_zero_and_grows_with_the_shift(fid_weights: Path) -> None:
-    extractor = load_feature_extractor(str(fid_weights), "cpu")  # the eval.fid.weights=PATH route
+    extractor = load_feature_extractor(str(fid_weights), "cpu")  # the eval.inception_weights=PATH route
     assert extractor.weights_name == FID_WEIGHTS_NAME
     assert extractor.weights_sha256 == hashlib.sha256(fid_weights.read_bytes()).hexdigest()
     images = blobs(24)
@@ -258,3 +327,14 @@ def test_saved_fid_images_reproduce_the_reported_fid_with_pytorch_fid_cli(fid_we
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     cli_fid = float(re.search(r"FID:\s+(\S+)", result.stdout).group(1))
     assert cli_fid == pytest.approx(metrics["fid"], rel=0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: compares FID on the GPU with the CPU's")
+def test_fid_on_cuda_equals_the_cpu_within_a_thousandth(fid_weights: Path) -> None:
+    images, shifted = blobs(32), (blobs(32, seed=1) + 0.3).clamp(-1, 1)
+    fids = []
+    for device in ("cpu", "cuda"):
+        extractor = load_feature_extractor(str(fid_weights), device)
+        fids.append(frechet_distance(extractor.features(images, 16), extractor.features(shifted, 16)))
+    assert fids[1] == pytest.approx(fids[0], rel=1e-3)

@@ -7,18 +7,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
+from liver_gan.config import EvalConfig, RealPool, Subset
+from liver_gan.data.dataset import PreparedDataset
 from liver_gan.errors import LiverGanError
-from liver_gan.metrics import fidelity, memorisation
-from liver_gan.metrics.fidelity import CLOSEST_PAIRS_FILE, fidelity_report
+from liver_gan.metrics import memorisation, registry
+from liver_gan.metrics.context import EvaluationContext, RealImages
+from liver_gan.metrics.inception import FeatureExtractor
 from liver_gan.metrics.memorisation import (
+    CLOSEST_PAIRS_FILE,
     memorisation_report,
+    nearest_training_features,
     nearest_training_slices,
+    pixel_vectors,
     reject_memorised,
     save_closest_pairs,
     validation_threshold,
 )
+from liver_gan.metrics.registry import compute_metrics, selected_metrics
+from allocations import LargestAllocation
+from test_fid import PooledPixels, slice_set
 
 RESOLUTION = 32
 PLANTED = [3, 17, 28]  # training slices copied into the generated set
@@ -98,23 +108,33 @@ def test_closest_pairs_grid_puts_the_copies_on_top(sets: dict, tmp_path: Path) -
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def fidelity_of_fakes(sets: dict, run_dir: Path, num_fakes: int | None = None, **options: int) -> dict:
-    """fidelity_report of the first ``num_fakes`` fakes (all by default) against the fixture's train and val sets."""
-    return fidelity_report(
-        fake_images=sets["fake"][:num_fakes],
+FIDELITY = ["precision_recall", "diversity", "memorisation"]
+
+
+def fidelity_of_fakes(sets: dict, run_dir: Path, num_fakes: int | None = None, metrics: list[str] = FIDELITY) -> dict:
+    """Precision/recall, diversity and memorisation (or ``metrics``) of the first ``num_fakes`` fakes (all by
+    default) against the fixture's train and val sets, whose features are given rather than computed."""
+    train, val = slice_set(sets["train"], [0] * len(sets["train"])), slice_set(sets["val"], [0] * len(sets["val"]))
+    reals = {
+        RealPool.train: RealImages(len(train), lambda: sets["train_features"], train.images, train.labels),
+        RealPool.val: RealImages(len(val), lambda: sets["val_features"], val.images, val.labels),
+    }
+    context = EvaluationContext(
+        options=OmegaConf.structured(EvalConfig()),
+        extractor=FeatureExtractor(PooledPixels(), "pooled.pth", "0" * 64, torch.device("cpu")),
         fake_features=sets["fake_features"][:num_fakes],
-        real_features=sets["train_features"],
-        train_images=sets["train"],
-        train_features=sets["train_features"],
-        val_images=sets["val"],
-        val_features=sets["val_features"],
+        device=torch.device("cpu"),
+        seed=0,
         run_dir=run_dir,
-        **options,
+        fake_images=sets["fake"][:num_fakes],
+        dataset=PreparedDataset("planted", RESOLUTION, Subset.tumor, train, val, {}),
+        reals=reals,
     )
+    return compute_metrics(selected_metrics(metrics), context)
 
 
-def test_fidelity_report_gives_flat_keys_in_range(sets: dict, tmp_path: Path) -> None:
-    report = fidelity_of_fakes(sets, tmp_path, num_pairs=50)
+def test_fidelity_metrics_give_flat_keys_in_range(sets: dict, tmp_path: Path) -> None:
+    report = fidelity_of_fakes(sets, tmp_path)
     for key in ("precision", "recall", "diversity_ms_ssim", "diversity_ms_ssim_real",
                 "diversity_feature_cosine", "diversity_feature_cosine_real"):
         assert 0.0 <= report[key] <= 1.0, key
@@ -134,13 +154,13 @@ def test_without_validation_slices_the_baseline_is_none(sets: dict) -> None:
     assert report["memorisation_pixel_fake_to_train_min"] < 1e-6
 
 
-def test_fidelity_report_leaves_out_precision_recall_with_too_few_images(sets: dict, tmp_path: Path) -> None:
+def test_precision_recall_is_left_out_with_too_few_images(sets: dict, tmp_path: Path) -> None:
     report = fidelity_of_fakes(sets, tmp_path, num_fakes=3)
     assert report["precision"] is None and report["recall"] is None
     assert report["memorisation_pixel_fraction_closer_than_val"] == 1.0  # all three are planted copies
 
 
-def test_fidelity_report_searches_the_fakes_nearest_training_slices_once(
+def test_memorisation_searches_the_fakes_nearest_training_slices_once(
     sets: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The pixel search over every training slice is the costliest step after Inception: run it once."""
@@ -151,7 +171,72 @@ def test_fidelity_report_searches_the_fakes_nearest_training_slices_once(
         searched.append(len(images))
         return search(images, train_images, device)
 
-    monkeypatch.setattr(fidelity, "nearest_training_slices", counted)
+    monkeypatch.setattr(registry, "nearest_training_slices", counted)
     monkeypatch.setattr(memorisation, "nearest_training_slices", counted)
     fidelity_of_fakes(sets, tmp_path)
     assert sorted(searched) == sorted([len(sets["fake"]), len(sets["val"])])
+
+
+# --- bounded memory: chunks of both sides, compact input dtypes ----------------------------------
+
+
+def one_search(queries: torch.Tensor, references: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The formula before chunking: every row in float64 at once, one distance matrix."""
+    nearest = torch.cdist(queries, references).min(dim=1)
+    return nearest.values, nearest.indices
+
+
+def test_the_chunked_search_equals_one_search_over_everything(sets: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same neighbours; distances equal up to float64 rounding (cdist's matrix-product path, which the
+    one big search took and small chunks do not, leaves about 1e-7 where the exact value is 0)."""
+    # 3 rows per chunk of pixels, 48 per chunk of 64-d features: many chunks on both sides.
+    monkeypatch.setattr(memorisation, "CHUNK_BYTES", 3 * 8 * RESOLUTION**2)
+    fakes = torch.cat([sets["fake"], sets["val"]])
+    distances, indices = nearest_training_slices(fakes, sets["train"])
+    expected_distances, expected_indices = one_search(pixel_vectors(fakes), pixel_vectors(sets["train"]))
+    assert torch.equal(indices, expected_indices) and indices[:3].tolist() == PLANTED
+    assert torch.allclose(distances, expected_distances, rtol=0, atol=1e-6)
+    features = np.concatenate([sets["fake_features"], sets["val_features"]])
+    expected_features, _ = one_search(torch.from_numpy(features), torch.from_numpy(sets["train_features"]))
+    found = nearest_training_features(features, sets["train_features"])
+    assert torch.allclose(found, expected_features, rtol=0, atol=1e-6)
+
+
+def test_the_search_holds_chunks_never_the_training_set_in_float64(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: the whole training set used to be cast to float64 (9 GB at 19k slices of 256 x 256)."""
+    train, fakes = _images(400, seed=3), _images(8, seed=4)
+    monkeypatch.setattr(memorisation, "CHUNK_BYTES", 64 * 2**10)
+    with LargestAllocation() as probe:
+        nearest_training_slices(fakes, train)
+    assert train.nbytes >= 20 * memorisation.CHUNK_BYTES
+    assert 0 < probe.largest <= memorisation.CHUNK_BYTES
+
+
+def test_the_memorisation_metric_holds_chunks_never_the_training_set(
+    sets: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = {**sets, "train": torch.cat([sets["train"], _images(360, seed=5)])}
+    big["train_features"] = np.concatenate([sets["train_features"], _features(360, seed=5)])
+    monkeypatch.setattr(memorisation, "CHUNK_BYTES", 64 * 2**10)
+    with LargestAllocation() as probe:
+        report = fidelity_of_fakes(big, tmp_path, metrics=["memorisation"])
+    assert report["memorisation_pixel_fraction_closer_than_val"] == pytest.approx(3 / 13)
+    assert probe.largest < big["train"].nbytes / 4
+
+
+def test_compact_training_sets_are_searched_as_their_float_values(sets: dict) -> None:
+    """float16 training slices (a compact cache) give the distances of the same values in float32."""
+    compact = sets["train"].half()
+    distances, indices = nearest_training_slices(sets["fake"], compact)
+    expected = nearest_training_slices(sets["fake"], compact.float())
+    assert torch.equal(distances, expected[0]) and torch.equal(indices, expected[1])
+    assert indices[:3].tolist() == PLANTED
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: compares the search on the GPU with the CPU's")
+def test_the_search_on_cuda_equals_the_cpu(sets: dict) -> None:
+    fakes = torch.cat([sets["fake"], sets["val"]])
+    on_cpu = nearest_training_slices(fakes, sets["train"])
+    on_gpu = nearest_training_slices(fakes, sets["train"], "cuda")
+    assert torch.equal(on_gpu[1], on_cpu[1])
+    assert torch.allclose(on_gpu[0], on_cpu[0], rtol=1e-10, atol=1e-12)

@@ -42,6 +42,8 @@ def reference_key(**changes: object) -> ReferenceKey:
         resolution=32,
         weights_sha256="0" * 64,
         pixels_sha256="1" * 64,
+        device_type="cpu",
+        precision="float32",
     )
     return ReferenceKey(**{**fields, **changes})
 
@@ -54,14 +56,26 @@ def test_second_evaluation_hits_the_cache_without_an_inception_pass_over_the_rea
     dataset, generator, cfg = two_class_dataset(), tiny_generator(conditional=True), eval_config(tmp_path, 8, 24)
     with caplog.at_level(logging.INFO, logger="liver_gan.metrics.reference"):
         first = evaluate_generator(generator, dataset, cfg, tmp_path, "cpu", seed=0)
-        # The FID reals, the fakes, then the validation reals of the memorisation baseline.
-        assert extractor.passes == [24, 8, len(dataset.val)]
+        # The fakes, then (on first use) the FID reals and the validation reals of the memorisation baseline.
+        assert extractor.passes == [8, 24, len(dataset.val)]
         assert "cache miss" in caplog.text
         extractor.passes.clear()
         second = evaluate_generator(generator, dataset, cfg, tmp_path, "cpu", seed=0)
     assert extractor.passes == [8]  # only the fakes
     assert "cache hit" in caplog.text
     assert second == first
+
+
+def test_entries_are_keyed_by_the_device_and_arithmetic_inception_ran_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    extractor = CountingExtractor()
+    monkeypatch.setattr(evaluate, "load_feature_extractor", lambda weights, device: extractor)
+    cfg = eval_config(tmp_path, 8, 8, metrics=["fid"])
+    evaluate_generator(tiny_generator(False), two_class_dataset(), cfg, tmp_path, "cpu", seed=0)
+    (entry,) = [path for path in (tmp_path / "reference_stats").iterdir() if path.is_dir()]
+    key = json.loads((entry / "key.json").read_text())
+    assert (key["device_type"], key["precision"]) == ("cpu", "float32")
 
 
 def test_entry_holds_float32_features_and_their_statistics(tmp_path: Path) -> None:
@@ -77,7 +91,16 @@ def test_entry_holds_float32_features_and_their_statistics(tmp_path: Path) -> No
         assert np.allclose(result.statistics[0], expected_mu) and np.allclose(result.statistics[1], expected_sigma)
 
 
-@pytest.mark.parametrize("change", [{"weights_sha256": "2" * 64}, {"pixels_sha256": "3" * 64}, {"num_images": 4}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"weights_sha256": "2" * 64},
+        {"pixels_sha256": "3" * 64},
+        {"num_images": 4},
+        {"device_type": "cuda"},  # GPU kernels round differently: CPU reals never meet GPU fakes
+        {"precision": "tf32"},
+    ],
+)
 def test_anything_that_changes_the_reals_or_the_network_misses(tmp_path: Path, change: dict) -> None:
     reference_statistics(reference_key(), tmp_path, lambda: np.zeros((3, 5)))
     computed = []

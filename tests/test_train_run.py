@@ -4,6 +4,7 @@ through the CLI with the real FID; and the options that fail before any data is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -18,12 +19,14 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_fid import PooledPixels, two_class_dataset
 from tiny_gan import tiny_phantom_overrides
 
 from liver_gan.config import OptimizerImplementation
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.errors import LiverGanError
-from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
+from liver_gan.metrics import registry
+from liver_gan.metrics.inception import FeatureExtractor, FIDWeightsUnavailable, check_weights_available
 from liver_gan.runs import load_generator
 from liver_gan.training.checkpoint import CHECKPOINT_KEYS, load_checkpoint
 from liver_gan.training import loop
@@ -188,11 +191,11 @@ def test_amp_on_cpu_fails_before_any_dataset_build(train_config: Compose, tmp_pa
     assert not (tmp_path / "data").exists()
 
 
-def test_a_missing_eval_fid_weights_file_fails_before_any_dataset_build(
+def test_a_missing_eval_inception_weights_file_fails_before_any_dataset_build(
     train_config: Compose, tmp_path: Path
 ) -> None:
-    cfg = train_config(tmp_path / "data", "eval.enabled=true", f"eval.fid.weights={tmp_path / 'nowhere.pth'}")
-    with pytest.raises(LiverGanError, match="eval.fid.weights=.*nowhere.pth: no such file"):
+    cfg = train_config(tmp_path / "data", "eval.enabled=true", f"eval.inception_weights={tmp_path / 'nowhere.pth'}")
+    with pytest.raises(LiverGanError, match="eval.inception_weights=.*nowhere.pth: no such file"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "data").exists()
 
@@ -231,8 +234,8 @@ def test_cli_run_with_real_fid(fid_weights: Path, data_dir: Path, tmp_path: Path
             *tiny_run_overrides(data_dir),
             "trainer.max_steps=3",
             "eval.enabled=true",
-            "eval.fid.num_samples=16",
-            "eval.fid.max_real=16",
+            "eval.num_samples=16",
+            "eval.max_real=16",
             "eval.kid.num_subsets=2",
             "eval.kid.subset_size=8",
             f"hydra.run.dir={run_dir}",
@@ -256,12 +259,22 @@ def test_cli_run_with_real_fid(fid_weights: Path, data_dir: Path, tmp_path: Path
     "overrides, message",
     [
         (["loss=hinge", "loss.gradient_penalty=1"], "loss.gradient_penalty=1.0 has no effect with loss=hinge"),
-        (["eval.enabled=true", "eval.fid.num_samples=1"], "eval.fid.num_samples=1 must be at least 2"),
-        (["eval.enabled=true", "eval.fid.max_real=1"], "eval.fid.max_real=1 must be at least 2"),
+        (["eval.enabled=true", "eval.num_samples=1"], "eval.num_samples=1 must be at least 2"),
+        (["eval.enabled=true", "eval.max_real=1"], "eval.max_real=1 must be at least 2"),
         (["eval.enabled=true", "eval.kid.num_subsets=0"], "eval.kid.num_subsets=0 must be at least 1"),
         (["model=dcgan", "dataset.resolution=63"], "dataset.resolution=63 does not suit model=dcgan"),
         (["model.latent_dim=0"], "model.latent_dim must be positive, got [0]"),
         (["trainer.keep_last_n=-1"], "trainer.keep_last_n=-1 must be at least 0"),
+        (["eval.enabled=true", "eval.kid.subset_size=1"], "eval.kid.subset_size=1 must be at least 2"),
+        (["eval.enabled=true", "eval.batch_size=0"], "eval.batch_size=0 must be at least 1"),
+        (
+            ["eval.enabled=true", "eval.metrics=[fid,fdi]"],
+            "eval.metrics: unknown metric fdi; known metrics: fid, kid, precision_recall, diversity, memorisation",
+        ),
+        (
+            ["eval.enabled=true", "dataset.val_fraction=0", "eval.real_pool=val"],
+            "eval.real_pool=val but dataset.val_fraction=0 leaves no validation slices",
+        ),
     ],
 )
 def test_bad_loss_eval_and_model_options_fail_before_the_dataset_build(
@@ -278,3 +291,36 @@ def test_bad_loss_eval_and_model_options_fail_before_the_dataset_build(
         train(train_config(tmp_path / "data", *overrides), tmp_path / "run")
     assert "\n" not in str(refused.value)
 
+
+def test_a_real_pool_too_small_for_the_metrics_stops_before_training(
+    train_config: Compose, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What only the built dataset tells (one validation slice) is checked before training, not after it."""
+    one_val_slice = two_class_dataset(num_train=24, num_val=1)
+    monkeypatch.setattr(loop, "prepare_dataset", lambda *args: one_val_slice)
+
+    def no_fit(*args: object) -> None:
+        raise AssertionError("training started with a real pool the metrics cannot use")
+
+    monkeypatch.setattr(loop, "fit", no_fit)
+    cfg = train_config(data_dir, "eval.enabled=true", "eval.real_pool=val")
+    with pytest.raises(LiverGanError, match="eval.real_pool=val holds 1 images"):
+        train(cfg, tmp_path)
+
+
+def test_a_run_with_eval_metrics_fid_computes_only_fid(
+    train_config: Compose, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    extractor = FeatureExtractor(PooledPixels(), "pooled.pth", "0" * 64, torch.device("cpu"))
+    monkeypatch.setattr("liver_gan.metrics.evaluate.load_feature_extractor", lambda weights, device: extractor)
+    for name, metric in list(registry._METRICS.items()):
+        if name != "fid":
+            monkeypatch.setitem(registry._METRICS, name, dataclasses.replace(metric, compute=None))
+    fid_only = ["eval.enabled=true", "eval.metrics=[fid]", "eval.num_samples=8", "eval.max_real=8"]
+    cfg = train_config(data_dir, *fid_only, "trainer.max_steps=1")
+    train(cfg, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["metrics"] == ["fid"] and metrics["fid"] > 0 and metrics["num_fake"] == 8
+    left_out = {"kid_mean", "kid_std", "precision", "recall", "diversity_ms_ssim", "memorisation_closest_pairs"}
+    assert not left_out & set(metrics)
+    assert not (tmp_path / "memorisation_closest_pairs.png").exists()

@@ -1,9 +1,10 @@
 """``liver-gan-train``: one GAN training run (or a sweep of them with ``-m``), composed from conf/.
 
-The task returns the run's FID so that Hydra sweepers can minimise it.  In a single run, a
-diverged training or missing Inception weights end the program with one line and status 2
-(after everything else is saved); in a multirun the job returns ``inf`` instead, so that the
-sweep goes on and counts the job as the worst result.
+The task returns ``metrics[optimized_metric]`` (FID by default; hparams_search presets set it)
+for Hydra sweepers to optimise.  In a single run, a diverged training or missing Inception
+weights end the program with one line and status 2 (after everything else is saved); in a
+multirun the job returns ``inf`` instead, so that the sweep goes on and counts the job as the
+worst result.
 
 A killed run continues in its own run dir from its last checkpoint, with the overrides it was
 started with (saved in its ``.hydra/overrides.yaml``)::
@@ -24,6 +25,7 @@ from omegaconf import DictConfig
 
 from liver_gan.cli import report_user_errors, run_hydra_app
 from liver_gan.metrics.inception import FIDWeightsUnavailable
+from liver_gan.metrics.registry import check_optimized_metric
 from liver_gan.training.loop import TrainingDiverged, train
 from liver_gan.training.run_dir import holds_a_run, with_saved_overrides, write_hydra_record
 
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 
 @report_user_errors
 def train_task(cfg: DictConfig) -> float:
-    """Train the composed run in Hydra's run dir; return its FID (inf without one).
+    """Train the composed run in Hydra's run dir; return its ``optimized_metric`` (inf without one).
 
     The task records the config in ``.hydra/`` itself: at once in a new run dir, and only once the
     run has passed its checks in one that holds an earlier run.  Errors reach the run's log through
@@ -46,6 +48,8 @@ def train_task(cfg: DictConfig) -> float:
 
     if not holds_a_run(run_dir):
         record_config()  # nothing to keep, and liver-gan-summary lists even a job refused at its start
+    if cfg.eval.enabled:
+        check_optimized_metric(cfg.optimized_metric, cfg.eval.metrics)
     try:
         metrics = train(cfg, run_dir, on_start=record_config)
     except (TrainingDiverged, FIDWeightsUnavailable) as error:
@@ -53,8 +57,9 @@ def train_task(cfg: DictConfig) -> float:
             raise
         log.error("%s (this job scores inf)", error)
         return math.inf
-    # A run without evaluation (eval.enabled=false) has no FID to minimise.
-    return math.inf if metrics["fid"] is None else float(metrics["fid"])
+    # A run without evaluation (eval.enabled=false) has no metric to optimise.
+    score = metrics.get(cfg.optimized_metric)
+    return math.inf if score is None else float(score)
 
 
 def main() -> None:

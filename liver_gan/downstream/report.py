@@ -43,9 +43,9 @@ def split_counts(slices: SliceSet) -> dict[str, int]:
 
 def honesty_warnings(train_cfg: DictConfig, validation: dict[str, int]) -> list[str]:
     warnings = []
-    if RealPool(train_cfg.eval.fid.real_pool) is not RealPool.train:
+    if RealPool(train_cfg.eval.real_pool) is not RealPool.train:
         warnings.append(
-            f"the GAN's FID used eval.fid.real_pool={train_cfg.eval.fid.real_pool}: if this checkpoint was picked by "
+            f"the GAN's FID used eval.real_pool={train_cfg.eval.real_pool}: if this checkpoint was picked by "
             "that FID, the validation slices helped choose the GAN and the results are optimistic"
         )
     if validation["patients"] < 5:

@@ -24,7 +24,7 @@ Statistics = tuple[np.ndarray, np.ndarray]
 def _as_float64(features: np.ndarray) -> np.ndarray:
     if len(features) < 2:
         raise LiverGanError(
-            f"FID needs at least 2 images per set, got {len(features)}; raise eval.fid.num_samples or max_real"
+            f"FID needs at least 2 images per set, got {len(features)}; raise eval.num_samples or eval.max_real"
         )
     return np.asarray(features, dtype=np.float64)
 

@@ -1,19 +1,25 @@
 """pytorch-fid's InceptionV3 (pool3, 2048-d) as a feature extractor, with offline weights.
 
-Weights come from ``eval.fid.weights=PATH``, else from the torch hub cache
+Weights come from ``eval.inception_weights=PATH``, else from the torch hub cache
 (``$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth``), else from pytorch-fid's
 normal download into that cache.  The model is always pytorch-fid's own, so the features are
 the ones its CLI computes.
+
+The network runs in full float32 on every device: TF32 (which cuDNN allows by default for
+convolutions), oneDNN's bf16 matmuls and autocast are off while features are computed, so that
+FID does not depend on a training script's speed settings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
 import os
 import pickle
 from pathlib import Path
+from typing import Iterator
 from unittest import mock
 
 import numpy as np
@@ -30,6 +36,8 @@ log = logging.getLogger(__name__)
 
 FID_WEIGHTS_NAME = os.path.basename(FID_WEIGHTS_URL)
 POOL3_BLOCK = InceptionV3.BLOCK_INDEX_BY_DIM[2048]
+# The arithmetic features are computed in; part of the reference-statistics cache key.
+FEATURE_PRECISION = "float32"
 
 
 class FIDWeightsUnavailable(LiverGanError):
@@ -62,6 +70,7 @@ class FeatureExtractor:
         self.weights_name = weights_name
         self.weights_sha256 = weights_sha256
         self.device = torch.device(device)
+        self.precision = FEATURE_PRECISION
 
     def features(self, images: Tensor, batch_size: int) -> np.ndarray:
         """float32 (N, 2048) features of (N, 1|3, H, W) images in [-1, 1], quantised like a PNG."""
@@ -76,15 +85,56 @@ class FeatureExtractor:
         if pixels.ndim != 4 or pixels.shape[1] not in (1, 3):
             raise LiverGanError(f"Inception needs (N, 1 or 3, H, W) images, got shape {tuple(pixels.shape)}")
         if batch_size < 1:
-            raise LiverGanError(f"eval.fid.batch_size={batch_size} must be at least 1")
+            raise LiverGanError(f"eval.batch_size={batch_size} must be at least 1")
         starts = tqdm(range(0, len(pixels), batch_size), desc="Inception features", unit="batch", leave=False)
-        with torch.no_grad():
+        with torch.no_grad(), full_float32(self.device):
             batches = [self._batch_features(pixels[start : start + batch_size]) for start in starts]
         return np.concatenate(batches) if batches else np.empty((0, 2048), dtype=np.float32)
 
     def _batch_features(self, pixels: Tensor) -> np.ndarray:
         batch = pixels.to(self.device).float().div(255).expand(-1, 3, -1, -1)
         return self.model(batch)[0].flatten(1).cpu().numpy()
+
+
+@contextlib.contextmanager
+def full_float32(device: torch.device) -> Iterator[None]:
+    """float32 matmuls and convolutions in IEEE precision (no TF32, no oneDNN bf16) and no autocast,
+    on every device; the caller's settings are restored after."""
+    ieee_float32 = _ieee_per_backend if hasattr(torch.backends, "fp32_precision") else _tf32_flags_off
+    with ieee_float32(), torch.autocast(device.type, enabled=False):
+        yield
+
+
+@contextlib.contextmanager
+def _ieee_per_backend() -> Iterator[None]:
+    """PyTorch >= 2.9: each backend's float32 precision, of which the legacy TF32 flags are views,
+    set to IEEE and restored exactly (setting the legacy flags would mix the two APIs, an error)."""
+    backends = (
+        torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.mkldnn.matmul, torch.backends.mkldnn.conv
+    )
+    saved = [backend.fp32_precision for backend in backends]
+    for backend in backends:
+        backend.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        for backend, precision in zip(backends, saved):
+            backend.fp32_precision = precision
+
+
+@contextlib.contextmanager
+def _tf32_flags_off() -> Iterator[None]:
+    """Older PyTorch: the cuBLAS and cuDNN TF32 flags off and the matmul precision at highest; the
+    precision is restored first, because setting it rewrites the cuBLAS flag."""
+    matmul_precision = torch.get_float32_matmul_precision()
+    cublas_tf32, cudnn_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(matmul_precision)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = cublas_tf32, cudnn_tf32
 
 
 def load_feature_extractor(weights: str | None, device: torch.device | str) -> FeatureExtractor:
@@ -95,14 +145,14 @@ def load_feature_extractor(weights: str | None, device: torch.device | str) -> F
 
 
 def check_weights_available(weights: str | None) -> None:
-    """Before a long run: a missing ``eval.fid.weights`` file fails now, and weights that pytorch-fid
-    will have to download at the end of the run get a warning saying where to put them offline."""
+    """Before a long run: a missing ``eval.inception_weights`` file fails now, and weights that
+    pytorch-fid will have to download at the end of the run get a warning saying where to put them offline."""
     if weights:
         _configured_weights(weights)
     elif not hub_weights_path().is_file():
         log.warning(
             "%s is not at %s: pytorch-fid will download it when the run evaluates; offline, put it there "
-            "or pass eval.fid.weights=PATH",
+            "or pass eval.inception_weights=PATH",
             FID_WEIGHTS_NAME,
             hub_weights_path(),
         )
@@ -111,7 +161,7 @@ def check_weights_available(weights: str | None) -> None:
 def _configured_weights(weights: str) -> Path:
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise LiverGanError(f"eval.fid.weights={weights}: no such file; give the path to {FID_WEIGHTS_NAME}")
+        raise LiverGanError(f"eval.inception_weights={weights}: no such file; give the path to {FID_WEIGHTS_NAME}")
     return path
 
 
@@ -139,7 +189,7 @@ def _downloaded_inception() -> nn.Module:
         reason = _one_line(getattr(error, "reason", error))
         raise FIDWeightsUnavailable(
             f"FID Inception weights could not be downloaded ({reason}); "
-            f"put {FID_WEIGHTS_NAME} at {hub_weights_path()} or pass eval.fid.weights=PATH"
+            f"put {FID_WEIGHTS_NAME} at {hub_weights_path()} or pass eval.inception_weights=PATH"
         ) from error
 
 

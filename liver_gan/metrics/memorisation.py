@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -30,30 +31,67 @@ from liver_gan.errors import LiverGanError
 from liver_gan.images import image_grid, write_grid_png
 
 QUANTILES = {"min": 0.0, "p05": 0.05, "p50": 0.5}
-# Query rows per torch.cdist call: bounds the (chunk x references) distance matrix.
-_CHUNK = 512
+SPACES = ("pixel", "feature")
+CLOSEST_PAIRS_FILE = "memorisation_closest_pairs.png"
+# Bytes of one float64 chunk of queries or of references: a search over a whole training set
+# (19k slices of 256 x 256 are 10 GB in float64) holds a few chunks, never the whole set.
+CHUNK_BYTES = 64 * 2**20
+# Rows per chunk at most: bounds the (query chunk x reference chunk) distance matrix to 32 MiB.
+MAX_CHUNK_ROWS = 2048
 
 
 def pixel_vectors(images: torch.Tensor) -> torch.Tensor:
-    """Flattened images scaled so that the Euclidean distance is the RMS pixel difference."""
+    """Flattened images in float64, scaled so that the Euclidean distance is the RMS pixel difference."""
     if images.dim() != 4:
         raise LiverGanError(f"expected images shaped (N, C, H, W), got {tuple(images.shape)}")
     flat = images.flatten(1).double()
     return flat / math.sqrt(flat.shape[1])
 
 
-def nearest_neighbours(queries: torch.Tensor, references: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each row of ``queries`` (N, D), the distance to and index of its nearest row of ``references``."""
+def float64_rows(rows: torch.Tensor) -> torch.Tensor:
+    """(N, ...) rows as flat float64 vectors: for identical rows the distance must come out as 0, not 1e-4."""
+    return rows.flatten(1).double()
+
+
+def chunk_rows(rows: torch.Tensor) -> int:
+    """How many of these rows fit into one float64 chunk of CHUNK_BYTES (at least one)."""
+    row_bytes = 8 * max(1, math.prod(rows.shape[1:]))
+    return max(1, min(MAX_CHUNK_ROWS, CHUNK_BYTES // row_bytes))
+
+
+def nearest_neighbours(
+    queries: torch.Tensor,
+    references: torch.Tensor,
+    device: torch.device | str = "cpu",
+    vectors: Callable[[torch.Tensor], torch.Tensor] = float64_rows,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each query row, the distance to and index of its nearest reference row (on the CPU).
+
+    ``queries`` (generated or validation images: bounded by eval.num_samples and eval.max_real) go
+    to ``device`` once, in their own dtype; ``references`` (the training set, possibly 19k slices)
+    stream through it a chunk at a time, each chunk once.  Rows become float64 vectors through
+    ``vectors`` a chunk at a time, so memory holds a chunk of each side and their distances.
+    """
     if len(references) == 0:
         raise LiverGanError("the nearest-neighbour search has no reference (training) samples")
-    if queries.shape[1] != references.shape[1]:
-        raise LiverGanError(f"queries and references differ in width: {queries.shape[1]} vs {references.shape[1]}")
-    distances, indices = [], []
-    for chunk in queries.split(_CHUNK):
-        nearest = torch.cdist(chunk, references).min(dim=1)
-        distances.append(nearest.values)
-        indices.append(nearest.indices)
-    return torch.cat(distances).cpu(), torch.cat(indices).cpu()
+    if queries.shape[1:] != references.shape[1:]:
+        raise LiverGanError(
+            f"queries and references differ in width: {tuple(queries.shape[1:])} vs {tuple(references.shape[1:])}"
+        )
+    reference_rows, query_rows = chunk_rows(references), chunk_rows(queries)
+    queries = queries.to(device)
+    best = torch.full((len(queries),), math.inf, dtype=torch.float64, device=queries.device)
+    best_index = torch.zeros(len(queries), dtype=torch.int64, device=queries.device)
+    for start in range(0, len(references), reference_rows):
+        reference = vectors(references[start : start + reference_rows].to(device))
+        for query_start in range(0, len(queries), query_rows):
+            rows = slice(query_start, query_start + query_rows)
+            nearest = torch.cdist(vectors(queries[rows]), reference).min(dim=1)
+            # Strictly closer only: a tie keeps the earlier reference, as one search over all would.
+            closer = nearest.values < best[rows]
+            best[rows] = torch.where(closer, nearest.values, best[rows])
+            best_index[rows] = torch.where(closer, nearest.indices + start, best_index[rows])
+    return best.cpu(), best_index.cpu()
 
 
 def nearest_training_slices(
@@ -65,17 +103,30 @@ def nearest_training_slices(
             f"generated images {tuple(images.shape[1:])} and training slices {tuple(train_images.shape[1:])} "
             "differ in shape; compare images of the same resolution"
         )
-    return nearest_neighbours(pixel_vectors(images).to(device), pixel_vectors(train_images).to(device))
+    return nearest_neighbours(images, train_images, device, vectors=pixel_vectors)
 
 
-def _feature_vectors(features: np.ndarray, device: torch.device | str) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(features, dtype=np.float64)).to(device)
+def nearest_training_features(
+    features: np.ndarray, train_features: np.ndarray, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Euclidean distance from each (N, D) Inception feature row to its nearest training slice's."""
+    return nearest_neighbours(_as_tensor(features), _as_tensor(train_features), device)[0]
+
+
+def _as_tensor(features: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(features))
 
 
 def distance_quantiles(distances: torch.Tensor) -> dict[str, float]:
     levels = torch.tensor(list(QUANTILES.values()), dtype=torch.float64)
     values = torch.quantile(distances.double(), levels)
     return {name: value.item() for name, value in zip(QUANTILES, values)}
+
+
+def report_keys() -> tuple[str, ...]:
+    """The keys :func:`memorisation_report` returns, for both spaces."""
+    parts = [f"{side}_to_train_{quantile}" for side in ("fake", "val") for quantile in QUANTILES]
+    return tuple(f"memorisation_{space}_{part}" for space in SPACES for part in [*parts, "fraction_closer_than_val"])
 
 
 def compare_with_baseline(
@@ -121,11 +172,10 @@ def memorisation_report(
         fake_nearest[0],
         nearest_training_slices(val_images, train_images, device)[0],
     )
-    train = _feature_vectors(train_features, device)
     report |= compare_with_baseline(
         "feature",
-        nearest_neighbours(_feature_vectors(fake_features, device), train)[0],
-        nearest_neighbours(_feature_vectors(val_features, device), train)[0],
+        nearest_training_features(fake_features, train_features, device),
+        nearest_training_features(val_features, train_features, device),
     )
     return report
 
@@ -145,7 +195,7 @@ def save_closest_pairs(
     """
     distances, indices = fake_nearest or nearest_training_slices(fake_images, train_images, device)
     closest = distances.argsort()[:num_pairs]
-    pairs = torch.stack([fake_images[closest].cpu(), train_images[indices[closest]].cpu()], dim=1)
+    pairs = torch.stack([fake_images[closest].cpu().float(), train_images[indices[closest]].cpu().float()], dim=1)
     write_grid_png(image_grid(pairs.flatten(0, 1), columns=2, pad_value=1.0), Path(path))
     return Path(path)
 

@@ -58,7 +58,7 @@ def precision_recall(real_features: np.ndarray, fake_features: np.ndarray, k: in
     if k < 1 or min(len(real), len(fake)) <= k:
         raise LiverGanError(
             f"precision/recall with k={k} needs more than k real and fake samples "
-            f"(got {len(real)} real, {len(fake)} fake); raise eval.fid.num_samples"
+            f"(got {len(real)} real, {len(fake)} fake); raise eval.num_samples"
         )
     precision = manifold_coverage(real, kth_neighbour_radii(real, k), fake)
     recall = manifold_coverage(fake, kth_neighbour_radii(fake, k), real)

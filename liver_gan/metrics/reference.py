@@ -2,8 +2,9 @@
 
 Every run on the same data, and every job of a sweep, compares against the same reals, so their
 features are computed once and kept under ``eval.cache_dir``.  An entry is keyed by the prepared
-dataset, subset, real pool, image count, resolution and the weights' sha256, and by the sha256
-of the 8-bit pixels themselves: the dataset key does not cover the train/val split, which
+dataset, subset, real pool, image count, resolution, the weights' sha256, the device type and
+arithmetic Inception ran with (so that reals cached on a CPU never meet fakes measured on a GPU),
+and by the sha256 of the 8-bit pixels themselves: the dataset key does not cover the train/val split, which
 depends on the run's seed.  Per-class features are rows of the same entry (the real labels are a fixed
 function of the dataset), so they need no entry of their own.  Entries are made by
 :func:`liver_gan.atomic.build_once`, so concurrent jobs compute an entry once and never read a
@@ -44,6 +45,8 @@ class ReferenceKey:
     resolution: int
     weights_sha256: str
     pixels_sha256: str  # of to_uint8(images), exactly what Inception sees
+    device_type: str  # cpu, cuda, ...: kernels differ in rounding between devices
+    precision: str  # the arithmetic of the Inception pass (FeatureExtractor.precision)
 
     def digest(self) -> str:
         fields = json.dumps(dataclasses.asdict(self), sort_keys=True)

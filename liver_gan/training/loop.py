@@ -43,7 +43,7 @@ from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
 from liver_gan.images import image_grid, write_grid_png
 from liver_gan.losses import check_loss_options, discriminator_loss, generator_loss
-from liver_gan.metrics.evaluate import check_eval_options, evaluate_generator
+from liver_gan.metrics.evaluate import check_eval_data, check_eval_options, evaluate_generator
 from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
 from liver_gan.models import build_gan
 from liver_gan.training.checkpoint import (
@@ -87,8 +87,8 @@ def train(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None] | None = 
     check_trainer_options(cfg, device)
     check_loss_options(cfg.loss)
     if cfg.eval.enabled:
-        check_eval_options(cfg.eval)
-        check_weights_available(cfg.eval.fid.weights)
+        check_eval_options(cfg.eval, cfg.dataset)
+        check_weights_available(cfg.eval.inception_weights)
     run_dir.mkdir(parents=True, exist_ok=True)
     with hold_run_dir(run_dir):
         return _train(cfg, run_dir, device, on_start)
@@ -105,6 +105,8 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, on_start: Calla
     seed_everything(cfg.seed, cfg.trainer.deterministic)
     generator, discriminator = build_gan(cfg)  # before the dataset build: a bad size fails at once
     dataset = prepare_dataset(cfg.dataset, cfg.seed)
+    if cfg.eval.enabled:
+        check_eval_data(dataset, cfg.eval)
     generator, discriminator = generator.to(device), discriminator.to(device)
     gan = GAN(generator, discriminator, *build_optimizers(cfg.optimizer, generator, discriminator, device))
     batches = BatchOrder(len(dataset.train), cfg.trainer.batch_size, cfg.seed, device)
