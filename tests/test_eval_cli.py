@@ -70,10 +70,15 @@ def test_two_folders_with_only_training_set_metrics_exit_2_with_one_line(
 
 
 def test_a_validation_pool_without_validation_slices_exits_2_before_the_dataset_build(
-    pooled_pixels: None, compose_config: Callable[..., DictConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    pooled_pixels: None,
+    compose_config: Callable[..., DictConfig],
+    tiny_phantom: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
 ) -> None:
     train_dir = save_tiny_checkpoint(
-        compose_config, tmp_path / "train", tiny_phantom_overrides(tmp_path) + ["dataset.val_fraction=0"]
+        compose_config, tmp_path / "train", tiny_phantom + ["dataset.val_fraction=0"]
     )
 
     def no_build(*args: object, **kwargs: object) -> None:

@@ -128,7 +128,7 @@ def run_train_cli(
 ) -> None:
     """liver-gan-train in-process, train() replaced by one returning ``metrics`` (its run dirs go to ``started``)."""
 
-    def fake_train(cfg: Any, run_dir: Path) -> dict:
+    def fake_train(cfg: Any, run_dir: Path, on_start: Any = None) -> dict:
         (started if started is not None else []).append(run_dir)
         return metrics
 
