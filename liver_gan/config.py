@@ -135,6 +135,22 @@ class DCGANConfig(ModelConfig):
 
 
 @dataclass
+class StyleGAN2Config(ModelConfig):
+    """Karras et al. (2020) StyleGAN2: widths are min(channel_base / size, channel_max) per size."""
+
+    _target_: str = "liver_gan.models.stylegan2.build_stylegan2"
+    latent_dim: int = 256
+    style_dim: int = 256  # w
+    mapping_layers: int = 8
+    mapping_lr_multiplier: float = 0.01
+    # A sixteenth of the paper's 32768 (32 channels at 64 px, 256 from 8 px down), so that 64 px
+    # costs about what DCGAN does on a CPU; raise both on a GPU.
+    channel_base: int = 2048
+    channel_max: int = 256
+    mbstd_group_size: int = 4
+
+
+@dataclass
 class OptimizerConfig:
     """One optimizer class for both networks; ``d_lr`` defaults to ``lr``."""
 
@@ -282,6 +298,7 @@ SCHEMAS: dict[str, type] = {
     "dataset_schema": DatasetConfig,
     "mlp_schema": MLPConfig,
     "dcgan_schema": DCGANConfig,
+    "stylegan2_schema": StyleGAN2Config,
     "optimizer_schema": OptimizerConfig,
     "loss_schema": LossConfig,
     "eval_schema": EvalConfig,
@@ -295,4 +312,3 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     for name, schema in SCHEMAS.items():
         store.store(name=name, node=schema)
-

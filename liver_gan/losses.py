@@ -20,10 +20,11 @@ from torch import Tensor, nn
 
 from liver_gan.config import LossConfig, LossName
 from liver_gan.errors import LiverGanError
+from liver_gan.models.stylegan2 import MinibatchStdDev
 
 PENALISED_LOSSES = (LossName.nonsaturating, LossName.wgan_gp)
-# Layers whose output for one image depends on the rest of the batch (in training mode).
-BATCH_STATISTICS_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+# Layers whose output for one image depends on the rest of the batch (BatchNorm in training mode).
+BATCH_STATISTICS_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, MinibatchStdDev)
 
 
 def discriminator_loss(
