@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from liver_gan.config import AugmentOp
@@ -48,7 +49,7 @@ class AugmentParams:
     contrast: Tensor  # (N,) factor around each image's mean
     flip: Tensor  # (N,) bool
     shift: Tensor  # (N, 2) int64: rows down, columns right
-    keep: Tensor  # (N, 1, H, W): 0 inside the cut-out square, 1 elsewhere
+    keep: Tensor  # (N, 1, H, W) bool: False inside the cut-out square
 
 
 def check_fraction(option: str, value: float, high: float, meaning: str) -> None:
@@ -110,7 +111,7 @@ class Augment:
         contrast = torch.ones(batch, device=device)
         flip = torch.zeros(batch, dtype=torch.bool, device=device)
         shift = torch.zeros(batch, 2, dtype=torch.long, device=device)
-        keep = torch.ones(batch, 1, height, width, device=device)
+        keep = torch.ones(batch, 1, height, width, dtype=torch.bool, device=device)
         if AugmentOp.intensity in self.ops:
             brightness = self._uniform(batch, device, self.brightness) * self._applied(batch, device)
             contrast = 1 + self._uniform(batch, device, self.contrast) * self._applied(batch, device)
@@ -138,7 +139,7 @@ class Augment:
         if AugmentOp.translation in self.ops:
             images = self._translate(images, params.shift)
         if AugmentOp.cutout in self.ops:
-            images = images * params.keep.to(dtype) + CUTOUT_FILL * (1 - params.keep.to(dtype))
+            images = torch.where(params.keep, images, CUTOUT_FILL)
         return images
 
     def observe(self, real_logits: Tensor) -> None:
@@ -155,7 +156,7 @@ class Augment:
         """Shift image i by ``shift[i]`` whole pixels, shifting air in: pad, then gather by index."""
         batch, channels, height, width = images.shape
         pad_rows, pad_columns = self._max_shift(height, width)
-        padded = torch.nn.functional.pad(images, (pad_columns, pad_columns, pad_rows, pad_rows), value=AIR)
+        padded = F.pad(images, (pad_columns, pad_columns, pad_rows, pad_rows), value=AIR)
         device = images.device
         # Output pixel (y, x) reads input pixel (y - dy, x - dx), at (y - dy + pad, x - dx + pad) in the padding.
         rows = torch.arange(height, device=device) + pad_rows - shift[:, :1]
@@ -179,7 +180,7 @@ class Augment:
             positions = torch.arange(length, device=device)
             inside.append((positions >= start[:, None]) & (positions < start[:, None] + side))
         cut = inside[0][:, :, None] & inside[1][:, None, :] & self._applied(batch, device)[:, None, None]
-        return (~cut).float()[:, None]
+        return ~cut[:, None]
 
     def _applied(self, batch: int, device: torch.device) -> Tensor:
         """Which images get an op: each with probability p."""

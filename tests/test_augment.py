@@ -31,7 +31,7 @@ def identity_params(images: torch.Tensor) -> dict[str, torch.Tensor]:
         "contrast": torch.ones(batch),
         "flip": torch.zeros(batch, dtype=torch.bool),
         "shift": torch.zeros(batch, 2, dtype=torch.long),
-        "keep": torch.ones(batch, 1, height, width),
+        "keep": torch.ones(batch, 1, height, width, dtype=torch.bool),
     }
 
 

@@ -59,7 +59,7 @@ def test_r1_is_taken_before_the_augmentation() -> None:
         contrast=contrast,
         flip=torch.zeros(3, dtype=torch.bool),
         shift=torch.zeros(3, 2, dtype=torch.long),
-        keep=torch.ones(3, 1, 4, 4),
+        keep=torch.ones(3, 1, 4, 4, dtype=torch.bool),
     )
     penalty = lazy_r1_penalty(
         linear_critic, images, None, GAMMA, 0, interval=1, augment=lambda x: augment.apply(x, params)
