@@ -135,6 +135,22 @@ class DCGANConfig(ModelConfig):
 
 
 @dataclass
+class StyleGAN2Config(ModelConfig):
+    """Karras et al. (2020) StyleGAN2: widths are min(channel_base / size, channel_max) per size."""
+
+    _target_: str = "liver_gan.models.stylegan2.build_stylegan2"
+    latent_dim: int = 256
+    style_dim: int = 256  # w
+    mapping_layers: int = 8
+    mapping_lr_multiplier: float = 0.01
+    # A sixteenth of the paper's 32768 (32 channels at 64 px, 256 from 8 px down), so that 64 px
+    # costs about what DCGAN does on a CPU; raise both on a GPU.
+    channel_base: int = 2048
+    channel_max: int = 256
+    mbstd_group_size: int = 4
+
+
+@dataclass
 class OptimizerConfig:
     """One optimizer class for both networks; ``d_lr`` defaults to ``lr``."""
 
@@ -182,6 +198,43 @@ class EvalConfig:
     cache_dir: str = "outputs/cache/reference_stats"
     fid: FIDConfig = field(default_factory=FIDConfig)
     kid: KIDConfig = field(default_factory=KIDConfig)
+
+
+class AugmentOp(str, Enum):
+    translation = "translation"  # integer shifts, air (-1) shifted in
+    cutout = "cutout"  # a square set to 0
+    intensity = "intensity"  # brightness (window level) and contrast (window width)
+    flip = "flip"  # left-right; off by default: it swaps the liver's side
+
+
+@dataclass
+class AugmentConfig:
+    """``augment=none``: D sees the images as they are."""
+
+    _target_: str = "liver_gan.augment.Augment"
+
+
+@dataclass
+class DiffAugmentConfig(AugmentConfig):
+    """Zhao et al. (2020): the same differentiable ops on real and fake images before D."""
+
+    ops: List[AugmentOp] = field(
+        default_factory=lambda: [AugmentOp.translation, AugmentOp.cutout, AugmentOp.intensity]
+    )
+    translation: float = 0.125  # largest shift, as a fraction of the image side
+    cutout: float = 0.5  # side of the cut-out square, as a fraction of the image side
+    brightness: float = 0.25  # largest shift of the [-1, 1] intensities (50 HU at width 400)
+    contrast: float = 0.25  # largest relative change of the contrast around the image mean
+
+
+@dataclass
+class ADAConfig(DiffAugmentConfig):
+    """Karras et al. (2020a): each op applied with a probability p steered by D's overfitting."""
+
+    _target_: str = "liver_gan.augment.AdaptiveAugment"
+    target: float = 0.6  # the wanted E[sign(D(real))]
+    ada_kimg: float = 500.0  # thousands of images over which p can move from 0 to 1
+    adjust_every: int = 4  # D steps between adjustments of p
 
 
 @dataclass
@@ -295,8 +348,12 @@ SCHEMAS: dict[str, type] = {
     "dataset_schema": DatasetConfig,
     "mlp_schema": MLPConfig,
     "dcgan_schema": DCGANConfig,
+    "stylegan2_schema": StyleGAN2Config,
     "optimizer_schema": OptimizerConfig,
     "loss_schema": LossConfig,
+    "augment_schema": AugmentConfig,
+    "diffaugment_schema": DiffAugmentConfig,
+    "ada_schema": ADAConfig,
     "eval_schema": EvalConfig,
     "trainer_schema": TrainerConfig,
     "classifier_schema": ClassifierConfig,
@@ -308,4 +365,3 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     for name, schema in SCHEMAS.items():
         store.store(name=name, node=schema)
-

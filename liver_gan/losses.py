@@ -10,9 +10,14 @@
   random interpolates x_hat of real and fake (Gulrajani et al. 2017), G minimises -E[D(G(z))].
 
 ``loss.gradient_penalty`` is gamma for ``nonsaturating`` and lambda for ``wgan_gp``.
+
+:func:`lazy_r1_penalty` is StyleGAN2's lazy R1: the same penalty on every 16th D step only, scaled
+by 16, through D's input augmentation when there is one.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,10 +25,14 @@ from torch import Tensor, nn
 
 from liver_gan.config import LossConfig, LossName
 from liver_gan.errors import LiverGanError
+from liver_gan.models.stylegan2 import MinibatchStdDev
 
 PENALISED_LOSSES = (LossName.nonsaturating, LossName.wgan_gp)
-# Layers whose output for one image depends on the rest of the batch (in training mode).
-BATCH_STATISTICS_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+# Layers whose output for one image depends on the rest of the batch (BatchNorm in training mode).
+BATCH_STATISTICS_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, MinibatchStdDev)
+# StyleGAN2 computes R1 once every 16 D steps: the penalty's gradient changes slowly, and the
+# double backward costs about as much as the rest of the D step.
+LAZY_R1_INTERVAL = 16
 
 
 def discriminator_loss(
@@ -108,13 +117,52 @@ def check_loss_options(cfg: LossConfig) -> float:
 def _input_gradients(logits: Tensor, inputs: Tensor) -> Tensor:
     """d logits / d inputs per sample, flattened to (N, pixels), kept in the graph so D learns from it.
 
-    Each logit depends only on its own image (up to BatchNorm's batch statistics), so the gradient
-    of the sum gives every sample's own gradient.  A D that ignores its input has zero gradients.
+    Each logit depends only on its own image (up to batch statistics: BatchNorm, minibatch stddev), so
+    the gradient of the sum gives every sample's own gradient.  A D that ignores its input has zero gradients.
     """
     (gradients,) = torch.autograd.grad(
         logits.sum(), inputs, create_graph=True, materialize_grads=True
     )
     return gradients.flatten(start_dim=1)
+
+
+def r1_penalty(
+    discriminator: nn.Module,
+    real: Tensor,
+    labels: Tensor | None,
+    augment: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
+    """E||grad_x D(augment(x))||^2 over the real batch, in the graph so that D learns from it.
+
+    The gradient is taken with respect to the images before augmentation, as stylegan2-ada does,
+    so the augmentation must have a second derivative (liver_gan.augment's ops do).
+    """
+    real = real.detach().requires_grad_(True)
+    logits = discriminator(real if augment is None else augment(real), labels)
+    return _input_gradients(logits, real).square().sum(dim=1).mean()
+
+
+def lazy_r1_penalty(
+    discriminator: nn.Module,
+    real: Tensor,
+    labels: Tensor | None,
+    gamma: float,
+    d_step: int,
+    interval: int = LAZY_R1_INTERVAL,
+    augment: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor | None:
+    """gamma / 2 * interval * :func:`r1_penalty` on every ``interval``-th D step (``d_step`` 0, 16, ...), else None.
+
+    Scaling by the interval keeps the penalty's average strength that of R1 on every step
+    (Karras et al. 2020, lazy regularization); the caller adds it to D's loss on those steps.
+    """
+    if interval < 1:
+        raise LiverGanError(
+            f"the R1 interval must be at least 1, got {interval}: StyleGAN2 uses {LAZY_R1_INTERVAL}"
+        )
+    if d_step % interval:
+        return None
+    return gamma / 2 * interval * r1_penalty(discriminator, real, labels, augment)
 
 
 def _interpolate_penalty(
