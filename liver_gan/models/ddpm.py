@@ -129,7 +129,7 @@ class DiffusionModel(nn.Module):
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """A generator's call: images from latent vectors z (the flattened x_T) by the model's DDIM settings."""
         return self.ddim(
-            z.view(-1, 1, self.resolution, self.resolution), labels, self.sample_steps, self.guidance_scale
+            z.reshape(-1, 1, self.resolution, self.resolution), labels, self.sample_steps, self.guidance_scale
         )
 
 
