@@ -47,6 +47,22 @@ class Conditioning(str, Enum):
     concat = "concat"
 
 
+class Prediction(str, Enum):
+    """What a diffusion network predicts (MONAI's ``prediction_type``)."""
+
+    epsilon = "epsilon"  # the added noise (Ho et al. 2020)
+    v = "v"  # the velocity sqrt(a_t) * noise - sqrt(1 - a_t) * x_0 (Salimans & Ho 2022)
+
+
+class NoiseSchedule(str, Enum):
+    """MONAI's named beta schedules (``monai.networks.schedulers.NoiseSchedules``)."""
+
+    linear_beta = "linear_beta"  # Ho et al. (2020): betas from 1e-4 to 0.02
+    scaled_linear_beta = "scaled_linear_beta"
+    sigmoid_beta = "sigmoid_beta"
+    cosine = "cosine"  # Nichol & Dhariwal (2021)
+
+
 class OptimizerImplementation(str, Enum):
     auto = "auto"
     fused = "fused"
@@ -107,12 +123,18 @@ class DatasetConfig:
 
 
 @dataclass
-class ModelConfig:
-    """Common fields of every GAN family; ``_target_`` builds (generator, discriminator)."""
+class BaseModelConfig:
+    """Fields of every model family, GAN or diffusion; ``_target_`` builds the family's networks."""
 
     _target_: str = MISSING
-    latent_dim: int = 100
     conditional: bool = False
+
+
+@dataclass
+class ModelConfig(BaseModelConfig):
+    """Common fields of every GAN family; ``_target_`` builds (generator, discriminator)."""
+
+    latent_dim: int = 100
     conditioning: Conditioning = Conditioning.projection  # how D sees the class label
 
 
@@ -148,6 +170,34 @@ class StyleGAN2Config(ModelConfig):
     channel_base: int = 2048
     channel_max: int = 256
     mbstd_group_size: int = 4
+
+
+@dataclass
+class DDPMConfig(BaseModelConfig):
+    """A denoising diffusion model on MONAI: DDPM training, DDIM sampling, classifier-free guidance.
+
+    The U-Net fields are ``monai.networks.nets.DiffusionModelUNet``'s; the defaults are small enough
+    for a CPU, with self-attention only at the lowest resolution.
+    """
+
+    _target_: str = "liver_gan.models.ddpm.build_ddpm"
+    prediction: Prediction = Prediction.epsilon
+    num_train_timesteps: int = 1000
+    schedule: NoiseSchedule = NoiseSchedule.linear_beta
+    sample_steps: int = 50  # DDIM steps per image: fewer is faster and coarser
+    # 1 is the plain conditional model; s > 1 trades diversity for fidelity (conditional only).
+    guidance_scale: float = 1.0
+    # Fraction of training labels replaced by the null class, which guidance needs (conditional only).
+    label_dropout: float = 0.1
+    channels: List[int] = field(default_factory=lambda: [32, 64, 64])  # one entry per resolution level
+    # Self-attention per level; MONAI's middle block attends at the last level in any case.
+    attention_levels: List[bool] = field(default_factory=lambda: [False, False, True])
+    num_res_blocks: int = 1
+    # GroupNorm groups; every entry of channels must be a multiple.  A group needs several channels:
+    # with one channel per group (MONAI's 32 at 32 channels) GroupNorm removes the per-channel shift
+    # by which the timestep and class embeddings enter each block.
+    norm_num_groups: int = 8
+    num_head_channels: int = 32  # channels per attention head
 
 
 @dataclass
@@ -257,7 +307,7 @@ class TrainerConfig:
 @dataclass
 class TrainConfig:
     dataset: DatasetConfig = MISSING
-    model: ModelConfig = MISSING
+    model: BaseModelConfig = MISSING
     optimizer: OptimizerConfig = MISSING
     loss: LossConfig = MISSING
     eval: EvalConfig = MISSING
@@ -349,6 +399,7 @@ SCHEMAS: dict[str, type] = {
     "mlp_schema": MLPConfig,
     "dcgan_schema": DCGANConfig,
     "stylegan2_schema": StyleGAN2Config,
+    "ddpm_schema": DDPMConfig,
     "optimizer_schema": OptimizerConfig,
     "loss_schema": LossConfig,
     "augment_schema": AugmentConfig,

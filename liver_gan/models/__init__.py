@@ -1,11 +1,13 @@
-"""GAN families, one module each.
+"""Model families, one module each: the GANs, and the diffusion model (ddpm.py).
 
-Each is built by :func:`build_gan`, through ``hydra.utils.instantiate(cfg.model, resolution=R,
-num_classes=C)``, and only from a registered builder: the ``_target_`` of a model schema (a
-subclass of :class:`liver_gan.config.ModelConfig` registered by ``register_configs()``).  A
-family joins by adding its schema; a checkpoint's config can name nothing else (issue 11).
+Each is built through ``hydra.utils.instantiate(cfg.model, resolution=R, num_classes=C)``, and
+only from a registered builder: the ``_target_`` of a model schema (a subclass of
+:class:`liver_gan.config.BaseModelConfig` registered by ``register_configs()``).  A family joins
+by adding its schema; a checkpoint's config can name nothing else (issue 11).
 
-Every builder returns ``(generator, discriminator)``:
+The diffusion builder returns one ``DiffusionModel``, which samples like a generator (see
+ddpm.py); the training loop does not run it yet (issue 15).  Every GAN builder (a subclass of
+:class:`liver_gan.config.ModelConfig`) returns ``(generator, discriminator)``, built by :func:`build_gan`:
 
 - ``generator(z[N, latent_dim], labels[N] | None) -> images[N, 1, R, R]`` in [-1, 1];
 - ``discriminator(images[N, 1, R, R], labels[N] | None) -> logits[N]`` (no sigmoid: the losses
@@ -23,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig
 from torch import nn
 
-from liver_gan.config import ModelConfig, register_configs
+from liver_gan.config import BaseModelConfig, ModelConfig, register_configs
 from liver_gan.data.labels import CLASS_NAMES
 from liver_gan.errors import LiverGanError
 
@@ -38,10 +40,10 @@ def require_positive(option: str, values: Iterable[int]) -> None:
         raise LiverGanError(f"{option} must be positive, got {values}: set it to positive integers")
 
 
-def model_schemas() -> dict[str, type[ModelConfig]]:
+def model_schemas() -> dict[str, type[BaseModelConfig]]:
     """liver-gan's registered model builders: each model schema's ``_target_``, with its schema."""
     register_configs()  # imports every family's schema
-    schemas, pending = {}, list(ModelConfig.__subclasses__())
+    schemas, pending = {}, list(BaseModelConfig.__subclasses__())
     while pending:
         schema = pending.pop()
         pending += schema.__subclasses__()
@@ -50,7 +52,7 @@ def model_schemas() -> dict[str, type[ModelConfig]]:
     return schemas
 
 
-def require_registered_builder(target: str, where: str) -> type[ModelConfig]:
+def require_registered_builder(target: str, where: str) -> type[BaseModelConfig]:
     """The schema of the builder ``target``; anything but a registered builder is refused."""
     schemas = model_schemas()
     if target not in schemas:
@@ -66,7 +68,11 @@ def build_gan(cfg: DictConfig) -> tuple[nn.Module, nn.Module]:
     A builder's own :class:`LiverGanError` (a bad size for this family) reaches the user as it
     is, not wrapped in Hydra's "Error in call to target".
     """
-    require_registered_builder(cfg.model._target_, "the config")
+    if not issubclass(require_registered_builder(cfg.model._target_, "the config"), ModelConfig):
+        raise LiverGanError(
+            f"model._target_={cfg.model._target_} builds a diffusion model, not a GAN; the training loop and the "
+            "tools on its runs do not run it yet (issue 15): use model=dcgan or model=mlp"
+        )
     num_classes = len(CLASS_NAMES) if cfg.model.conditional else 0
     try:
         return instantiate(cfg.model, resolution=cfg.dataset.resolution, num_classes=num_classes)

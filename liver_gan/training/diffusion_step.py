@@ -1,0 +1,64 @@
+"""One training step of a diffusion model (``liver_gan/models/ddpm.py``): the denoising loss and its update.
+
+For a real batch x_0 in [-1, 1]: draw a timestep t uniformly from the training schedule and noise
+eps ~ N(0, I) per image, noise the batch as MONAI's ``scheduler.add_noise`` does,
+x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps with a_t = ``alphas_cumprod[t]``, and regress the network's
+output on eps (``prediction=epsilon``) or on v = sqrt(a_t) eps - sqrt(1 - a_t) x_0
+(``prediction=v``, MONAI's ``scheduler.get_velocity``) by mean squared error.  A conditional model
+first sees a ``label_dropout`` fraction of its labels replaced by the null class, which
+classifier-free guidance needs at sampling time.
+
+Random draws, in this order: timesteps, noise, then the label-dropout mask.  They come from
+``generator`` when one is given (it must live on the batch's device), else from the global RNG,
+whose state the training loop's checkpoints already carry.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from liver_gan.config import Prediction
+from liver_gan.models.ddpm import DiffusionModel
+
+LOGGED_SCALARS = ("loss/diffusion",)
+
+
+def drop_labels(labels: Tensor, null_class: int, probability: float, generator: torch.Generator | None) -> Tensor:
+    """``labels`` with each one replaced by ``null_class`` with ``probability``."""
+    dropped = torch.rand(labels.shape, device=labels.device, generator=generator) < probability
+    return labels.masked_fill(dropped, null_class)
+
+
+def diffusion_loss(
+    model: DiffusionModel, images: Tensor, labels: Tensor | None, generator: torch.Generator | None = None
+) -> Tensor:
+    """The float32 MSE between the network's output and its epsilon or v target on one batch."""
+    scheduler = model.scheduler
+    timesteps = torch.randint(
+        0, scheduler.num_train_timesteps, (len(images),), device=images.device, generator=generator
+    )
+    noise = torch.randn(images.shape, device=images.device, dtype=images.dtype, generator=generator)
+    if labels is not None:
+        labels = drop_labels(labels, model.null_class, model.label_dropout, generator)
+    noisy = scheduler.add_noise(images, noise, timesteps)
+    target = noise if model.prediction is Prediction.epsilon else scheduler.get_velocity(images, noise, timesteps)
+    return F.mse_loss(model.denoise(noisy, timesteps, labels).float(), target.float())
+
+
+def train_step(
+    model: DiffusionModel,
+    optimizer: torch.optim.Optimizer,
+    real: Tensor,
+    labels: Tensor | None,
+    autocast: torch.autocast,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """One optimizer step on one batch; returns the logged scalars (``LOGGED_SCALARS``) as one device tensor."""
+    with autocast:
+        loss = diffusion_loss(model, real, labels, generator)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()[None]
