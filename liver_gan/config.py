@@ -220,6 +220,7 @@ class TrainConfig:
     name: Optional[str] = None  # appended to the default run dir: outputs/train/<date_time>_<name>
     # The result liver-gan-train returns to a sweeper: a key of metrics.json (set by hparams_search presets).
     optimized_metric: str = "fid"
+    print_config: Optional[bool] = None  # the composed config as a tree at start; None: when stdout is a terminal
 
 
 @dataclass
