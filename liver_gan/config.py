@@ -5,6 +5,10 @@ Hydra composes the config, before any data is touched.  Every tool's schema and 
 schema lives here and is registered in Hydra's ConfigStore by :func:`register_configs`; the YAML
 files hold the values.
 
+Hydra adds a key with ``+key=value`` (or ``++``) even to a schema-backed node: it lifts the
+struct flag for that one update.  :func:`check_schema_keys`, run by every tool before its task,
+refuses such keys, so ``+optimizer.lrr=1`` fails as ``optimizer.lrr=1`` does.
+
 The group schemas are stored as top-level configs named ``<name>_schema``, outside every group, so
 that they are no options: ``conf/model/dcgan.yaml`` extends ``/dcgan_schema``, and
 ``model=dcgan_schema`` does not compose.
@@ -12,12 +16,15 @@ that they are no options: ``conf/model/dcgan.yaml`` extends ``/dcgan_schema``, a
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from liver_gan.errors import LiverGanError
 
 
 class DatasetName(str, Enum):
@@ -316,6 +323,7 @@ class TrainConfig:
     name: Optional[str] = None  # appended to the default run dir: outputs/train/<date_time>_<name>
     # The result liver-gan-train returns to a sweeper: a key of metrics.json (set by hparams_search presets).
     optimized_metric: str = "fid"
+    print_config: Optional[bool] = None  # the composed config as a tree at start; None: when stdout is a terminal
 
 
 @dataclass
@@ -416,3 +424,18 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     for name, schema in SCHEMAS.items():
         store.store(name=name, node=schema)
+
+
+def check_schema_keys(cfg: DictConfig, prefix: str = "") -> None:
+    """Refuse a key that a node's schema lacks: one added with ``+`` or ``++`` on the command line."""
+    schema = OmegaConf.get_type(cfg)
+    fields = [field.name for field in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else None
+    for key in cfg:
+        if fields is not None and key not in fields:
+            raise LiverGanError(
+                f"{prefix}{key}: no such key in {schema.__name__} (liver_gan/config.py); "
+                f"its keys are {', '.join(fields)}; check the spelling ('+' cannot add keys to a schema)"
+            )
+        child = cfg._get_node(key)
+        if isinstance(child, DictConfig):
+            check_schema_keys(child, f"{prefix}{key}.")

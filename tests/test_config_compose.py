@@ -30,8 +30,10 @@ from liver_gan.config import (
     LossConfig,
     OptimizerConfig,
     TrainerConfig,
+    check_schema_keys,
     register_configs,
 )
+from liver_gan.errors import LiverGanError
 from liver_gan.models import build_gan
 from liver_gan.models.ddpm import DiffusionModel
 from liver_gan.training.optim import build_optimizers
@@ -106,6 +108,39 @@ def test_thesis_preset_is_section_6_4(compose_config: Callable[..., DictConfig])
 def test_a_mistyped_override_fails_at_composition(compose_config: Callable[..., DictConfig], override: str) -> None:
     with pytest.raises(ConfigCompositionException):
         compose_config([override])
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("+optimizer.lrr=1", "optimizer.lrr"), ("++trainer.epochs_=3", "trainer.epochs_"), ("+seedd=1", "seedd"),
+     ("+dataset.window.levl=40", "dataset.window.levl")],
+)
+def test_a_key_added_with_plus_to_a_schema_fails(compose_config: Callable[..., DictConfig], override: str, key: str) -> None:
+    """Hydra's '+' lifts the struct flag for its update; the schema check still refuses the key."""
+    cfg = compose_config([override], hydra=False)
+    with pytest.raises(LiverGanError, match=rf"^{re.escape(key)}: no such key in "):
+        check_schema_keys(cfg)
+
+
+def test_a_key_added_with_plus_fails_in_the_cli_before_any_dataset_build(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "liver_gan.cli.train",
+            "+optimizer.lrr=1",
+            f"dataset.root={tmp_path / 'phantom'}",
+            f"dataset.cache_dir={tmp_path / 'cache'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("liver-gan: error: optimizer.lrr: no such key in OptimizerConfig")
+    assert not (tmp_path / "phantom").exists() and not (tmp_path / "cache").exists()
 
 
 def test_a_mistyped_override_fails_in_the_cli_before_any_dataset_build(tmp_path: Path) -> None:

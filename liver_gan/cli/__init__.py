@@ -12,7 +12,7 @@ import hydra
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
-from liver_gan.config import register_configs
+from liver_gan.config import check_schema_keys, register_configs
 from liver_gan.errors import LiverGanError
 from liver_gan.training.run_dir import register_run_dir_resolver
 
@@ -49,11 +49,17 @@ def group_options(choices: DictConfig) -> str:
 
 def run_hydra_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
     """Every Hydra tool starts the same way: register the schemas, compose ``conf/<config_name>.yaml``
-    with the command line, and run ``task`` on it."""
+    with the command line, refuse keys its schemas lack, and run ``task`` on it."""
     register_configs()
     OmegaConf.register_new_resolver("group_options", group_options, replace=True)
     register_run_dir_resolver()
-    hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")(task)()
+
+    @functools.wraps(task)
+    def checked_task(cfg: DictConfig) -> Any:
+        check_schema_keys(cfg)
+        return task(cfg)
+
+    hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")(report_user_errors(checked_task))()
 
 
 def report_user_errors(task: Task) -> Task:

@@ -24,6 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from liver_gan.cli import report_user_errors, run_hydra_app
+from liver_gan.cli.config_tree import print_config_tree, wants_config_tree
 from liver_gan.metrics.inception import FIDWeightsUnavailable
 from liver_gan.metrics.registry import check_optimized_metric
 from liver_gan.training.loop import TrainingDiverged, train
@@ -40,6 +41,8 @@ def train_task(cfg: DictConfig) -> float:
     run has passed its checks in one that holds an earlier run.  Errors reach the run's log through
     :func:`report_user_errors`, which is what lets liver-gan-summary list a failed job as failed.
     """
+    if wants_config_tree(cfg.print_config):
+        print_config_tree(cfg)
     hydra_config = HydraConfig.get()
     run_dir = Path(hydra_config.runtime.output_dir)
 

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from omegaconf import MISSING
 from omegaconf.errors import MissingMandatoryValue
-from tqdm import tqdm
 
 from liver_gan.config import Crop, DatasetConfig, DatasetName, Layout, Subset
 from liver_gan.data.cache import CacheEntry, SliceTable, cache_key, load_or_build
@@ -32,6 +31,7 @@ from liver_gan.data.phantom import write_phantom
 from liver_gan.data.slicing import ScanSlices, SliceOptions, slice_scan
 from liver_gan.data.summary import dataset_summary
 from liver_gan.errors import LiverGanError
+from liver_gan.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def build_slice_table(
     sliced: list[tuple[int, ScanSlices]] = []
     skipped: dict[str, str] = {}
     outcomes = zip(cases, _slice_cases(cases, options, num_workers))
-    for case, outcome in tqdm(outcomes, total=len(cases), desc="Slicing volumes", unit="volume"):
+    for case, outcome in progress(outcomes, "slicing volumes", len(cases), "volumes"):
         if isinstance(outcome, LiverGanError):
             if not skip_bad:
                 raise LiverGanError(f"{outcome} (set dataset.skip_bad=true to leave patient {case.patient_id} out)")

@@ -20,13 +20,13 @@ from typing import Callable, Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from liver_gan.config import Subset, SyntheticClasses
 from liver_gan.data.dataset import SliceSet
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.downstream.classification import METRICS, classification_metrics, train_classifier, tumor_probabilities
 from liver_gan.errors import LiverGanError
+from liver_gan.progress import Progress
 from liver_gan.runs import load_generator
 from liver_gan.sampling import balanced_labels, generate
 
@@ -155,7 +155,7 @@ def run_arms(
     arms = utility_arms(list(cfg.ratios))
     resolution = train.images.shape[-1]
     results: dict[str, dict] = {}
-    progress = tqdm(total=len(arms) * len(seeds), desc="utility", unit="classifier")
+    progress = Progress("utility", len(arms) * len(seeds), "classifiers")
     for arm in arms:
         per_seed: dict[str, list[float]] = {metric: [] for metric in METRICS}
         for seed in seeds:

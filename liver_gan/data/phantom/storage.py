@@ -16,6 +16,7 @@ from liver_gan.config import PhantomConfig
 from liver_gan.data.nifti import write_nifti
 from liver_gan.data.phantom.scan import Scan, synthesize_scan
 from liver_gan.errors import LiverGanError
+from liver_gan.progress import progress
 
 # Bump when the drawing changes, so that phantoms written by an older generator are not reused.
 GENERATOR_VERSION = 1
@@ -44,7 +45,7 @@ def write_phantom(root: Path, cfg: PhantomConfig) -> Path:
     directory = Path(root) / f"phantom-{phantom_key(cfg)}"
 
     def draw(building: Path) -> None:
-        for index in range(cfg.num_volumes):
+        for index in progress(range(cfg.num_volumes), "phantom synthesis", cfg.num_volumes, "volumes"):
             _save_pair(building, index, synthesize_scan(cfg, index))
 
     build_once(directory, draw, is_complete=lambda path: _is_complete(path, cfg))

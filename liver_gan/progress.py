@@ -1,0 +1,117 @@
+"""Progress of every phase that takes more than a few seconds: phantom synthesis, the dataset build,
+training, each Inception pass.
+
+On a terminal a phase shows a tqdm bar with its rate and ETA.  Without one (output redirected to a
+file, a pipe, a batch job) a bar would be one endless line of carriage returns, so the phase logs a
+line instead when it starts, every ``tick_seconds`` and when it ends, as stylegan2-ada's ticks do::
+
+    Inception: 2048 generated slices: 640/2048 (31%)  12.1 images/s  elapsed 53s  ETA 1m56s
+
+The interval is :data:`TICK_SECONDS`, set for a whole run by :func:`set_tick_seconds` (liver-gan-train
+takes it from ``trainer.tick_seconds``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+Item = TypeVar("Item")
+
+DEFAULT_TICK_SECONDS = 30.0
+TICK_SECONDS = DEFAULT_TICK_SECONDS
+
+
+def set_tick_seconds(seconds: float) -> None:
+    """The interval of the timed lines of every phase from now on (0: a line per update)."""
+    global TICK_SECONDS
+    TICK_SECONDS = seconds
+
+
+def on_terminal() -> bool:
+    """Whether progress bars can redraw in place: tqdm draws on stderr."""
+    return sys.stderr.isatty()
+
+
+def format_duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h07m``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+class Progress:
+    """``total`` units of work called ``description``: a bar on a terminal, else timed log lines.
+
+    ``initial`` units are already done (a resumed run); rates and the ETA count only this session's.
+    """
+
+    def __init__(self, description: str, total: int, unit: str, initial: int = 0) -> None:
+        self.description = description
+        self.total = total
+        self.unit = unit
+        self.done = initial
+        self.initial = initial
+        self.start = self.last_tick = time.perf_counter()
+        self.ticking = not on_terminal()
+        self.bar = tqdm(
+            total=total, initial=initial, desc=description, unit=unit, dynamic_ncols=True, disable=self.ticking
+        )
+        if self.ticking:
+            log.info("%s: %d %s to go", description, total - initial, unit)
+
+    def update(self, count: int = 1) -> None:
+        self.done += count
+        self.bar.update(count)
+        if self.ticking and self.done < self.total and self.tick_due():
+            self.log_tick()
+
+    def tick_due(self) -> bool:
+        return time.perf_counter() - self.last_tick >= TICK_SECONDS
+
+    def log_tick(self) -> None:
+        self.last_tick = time.perf_counter()
+        log.info("%s: %s", self.description, self.status())
+
+    def status(self) -> str:
+        """``640/2048 (31%)  12.1 images/s  elapsed 53s  ETA 1m56s``."""
+        elapsed = time.perf_counter() - self.start
+        rate = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
+        eta = format_duration((self.total - self.done) / rate) if rate > 0 else "?"
+        share = self.done / self.total if self.total else 1.0
+        return (
+            f"{self.done}/{self.total} ({share:.0%})  {rate:.3g} {self.unit}/s  "
+            f"elapsed {format_duration(elapsed)}  ETA {eta}"
+        )
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.ticking:
+            elapsed = time.perf_counter() - self.start
+            log.info("%s: %d %s in %s", self.description, self.done - self.initial, self.unit, format_duration(elapsed))
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def progress(items: Iterable[Item], description: str, total: int, unit: str) -> Iterator[Item]:
+    """``items`` with a :class:`Progress` of ``total`` units, one per item."""
+    with Progress(description, total, unit) as shown:
+        for item in items:
+            yield item
+            shown.update()
