@@ -16,7 +16,7 @@ from torch import Tensor
 from liver_gan.metrics import evaluate
 from liver_gan.metrics.evaluate import evaluate_generator
 from liver_gan.metrics.fid import feature_statistics
-from liver_gan.metrics.inception import FeatureExtractor
+from liver_gan.metrics.inception import FEATURE_PRECISION, FeatureExtractor
 from liver_gan.metrics.reference import ReferenceKey, pixels_sha256, reference_statistics
 from test_fid import PooledPixels, eval_config, tiny_generator, two_class_dataset
 
@@ -28,9 +28,9 @@ class CountingExtractor(FeatureExtractor):
         super().__init__(PooledPixels(), "pooled.pth", "0" * 64, torch.device("cpu"))
         self.passes: list[int] = []
 
-    def pixel_features(self, pixels: Tensor, batch_size: int) -> np.ndarray:
+    def pixel_features(self, pixels: Tensor, batch_size: int, what: str = "images") -> np.ndarray:
         self.passes.append(len(pixels))
-        return super().pixel_features(pixels, batch_size)
+        return super().pixel_features(pixels, batch_size, what)
 
 
 def reference_key(**changes: object) -> ReferenceKey:
@@ -75,7 +75,7 @@ def test_entries_are_keyed_by_the_device_and_arithmetic_inception_ran_with(
     evaluate_generator(tiny_generator(False), two_class_dataset(), cfg, tmp_path, "cpu", seed=0)
     (entry,) = [path for path in (tmp_path / "reference_stats").iterdir() if path.is_dir()]
     key = json.loads((entry / "key.json").read_text())
-    assert (key["device_type"], key["precision"]) == ("cpu", "float32")
+    assert (key["device_type"], key["precision"]) == ("cpu", FEATURE_PRECISION)
 
 
 def test_entry_holds_float32_features_and_their_statistics(tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ def dataset_reals(
     )
 
     def compute_features() -> np.ndarray:
-        compute = functools.partial(extractor.features, images, options.batch_size)
+        compute = functools.partial(extractor.features, images, options.batch_size, f"real {pool.value} slices")
         return reference_statistics(key, Path(options.cache_dir), compute).features
 
     return RealImages(len(images), compute_features, images, labels)
@@ -111,9 +111,13 @@ def pool_slices(dataset: PreparedDataset, pool: RealPool) -> list[SliceSet]:
     return pools[pool]
 
 
+def pool_size(dataset: PreparedDataset, pool: RealPool) -> int:
+    return sum(len(part) for part in pool_slices(dataset, pool))
+
+
 def check_pool_size(dataset: PreparedDataset, pool: RealPool) -> None:
     """A pool of fewer than 2 images is refused, with what to change."""
-    count = sum(len(part) for part in pool_slices(dataset, pool))
+    count = pool_size(dataset, pool)
     if count < 2:
         raise LiverGanError(
             f"eval.real_pool={pool.value} holds {count} images; the metrics need at least 2: "

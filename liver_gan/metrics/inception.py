@@ -8,6 +8,13 @@ the ones its CLI computes.
 The network runs in full float32 on every device: TF32 (which cuDNN allows by default for
 convolutions), oneDNN's bf16 matmuls and autocast are off while features are computed, so that
 FID does not depend on a training script's speed settings.
+
+Speed without changing the number: each BatchNorm is folded into the convolution before it (one
+pass over the activations instead of two), and the network and its inputs are laid out
+channels-last, the layout oneDNN's (and cuDNN's) convolutions run fastest in, under
+``torch.inference_mode``.  On two CPU cores this runs about 1.6 times as fast as pytorch-fid's own
+model, with features equal to float32 rounding and the FID within 0.1% of ``python -m pytorch_fid``
+on the same PNGs (benchmarks/fid.py measures both; tests/test_fid.py checks the agreement).
 """
 
 from __future__ import annotations
@@ -27,17 +34,19 @@ import pytorch_fid.inception
 import torch
 from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3
 from torch import Tensor, nn
-from tqdm import tqdm
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torchvision.models.inception import BasicConv2d
 
 from liver_gan.errors import LiverGanError
 from liver_gan.images import to_uint8
+from liver_gan.progress import PhaseProgress
 
 log = logging.getLogger(__name__)
 
 FID_WEIGHTS_NAME = os.path.basename(FID_WEIGHTS_URL)
 POOL3_BLOCK = InceptionV3.BLOCK_INDEX_BY_DIM[2048]
 # The arithmetic features are computed in; part of the reference-statistics cache key.
-FEATURE_PRECISION = "float32"
+FEATURE_PRECISION = "float32, BatchNorm folded, channels-last"
 
 
 class FIDWeightsUnavailable(LiverGanError):
@@ -66,18 +75,19 @@ class FeatureExtractor:
     """Batched pool3 features of images, computed as pytorch-fid's CLI would from PNG files."""
 
     def __init__(self, model: nn.Module, weights_name: str, weights_sha256: str, device: torch.device | str) -> None:
-        self.model = model.to(device).eval()
+        self.model = for_inference(model).to(device)
         self.weights_name = weights_name
         self.weights_sha256 = weights_sha256
         self.device = torch.device(device)
         self.precision = FEATURE_PRECISION
 
-    def features(self, images: Tensor, batch_size: int) -> np.ndarray:
+    def features(self, images: Tensor, batch_size: int, what: str = "images") -> np.ndarray:
         """float32 (N, 2048) features of (N, 1|3, H, W) images in [-1, 1], quantised like a PNG."""
-        return self.pixel_features(to_uint8(images), batch_size)
+        return self.pixel_features(to_uint8(images), batch_size, what)
 
-    def pixel_features(self, pixels: Tensor, batch_size: int) -> np.ndarray:
-        """float32 (N, 2048) features of uint8 (N, 1|3, H, W) pixels.
+    def pixel_features(self, pixels: Tensor, batch_size: int, what: str = "images") -> np.ndarray:
+        """float32 (N, 2048) features of uint8 (N, 1|3, H, W) pixels; the progress says
+        "Inception: N <what>", e.g. "Inception: 2048 generated slices".
 
         Pixels become [0, 1] floats and grayscale is repeated to RGB, exactly as PIL's
         ``convert("RGB")`` and ``ToTensor`` do in pytorch-fid's CLI; the model resizes to 299 itself.
@@ -86,14 +96,28 @@ class FeatureExtractor:
             raise LiverGanError(f"Inception needs (N, 1 or 3, H, W) images, got shape {tuple(pixels.shape)}")
         if batch_size < 1:
             raise LiverGanError(f"eval.batch_size={batch_size} must be at least 1")
-        starts = tqdm(range(0, len(pixels), batch_size), desc="Inception features", unit="batch", leave=False)
-        with torch.no_grad(), full_float32(self.device):
-            batches = [self._batch_features(pixels[start : start + batch_size]) for start in starts]
+        batches = []
+        with PhaseProgress(f"Inception: {len(pixels)} {what}", len(pixels), "images") as shown:
+            with torch.inference_mode(), full_float32(self.device):
+                for start in range(0, len(pixels), batch_size):
+                    batches.append(self._batch_features(pixels[start : start + batch_size]))
+                    shown.update(len(batches[-1]))
         return np.concatenate(batches) if batches else np.empty((0, 2048), dtype=np.float32)
 
     def _batch_features(self, pixels: Tensor) -> np.ndarray:
         batch = pixels.to(self.device).float().div(255).expand(-1, 3, -1, -1)
-        return self.model(batch)[0].flatten(1).cpu().numpy()
+        return self.model(batch.contiguous(memory_format=torch.channels_last))[0].flatten(1).cpu().numpy()
+
+
+def for_inference(model: nn.Module) -> nn.Module:
+    """``model`` in eval mode with every conv + BatchNorm pair of pytorch-fid's network
+    (torchvision's ``BasicConv2d``) folded into one convolution, laid out channels-last."""
+    model.eval()
+    for block in model.modules():
+        if isinstance(block, BasicConv2d):
+            block.conv = fuse_conv_bn_eval(block.conv, block.bn)
+            block.bn = nn.Identity()
+    return model.to(memory_format=torch.channels_last)
 
 
 @contextlib.contextmanager
@@ -139,9 +163,19 @@ def _tf32_flags_off() -> Iterator[None]:
 
 def load_feature_extractor(weights: str | None, device: torch.device | str) -> FeatureExtractor:
     """pytorch-fid's ``InceptionV3`` (pool3) on ``device``, with weights resolved as the module says."""
-    path = _configured_weights(weights) if weights else hub_weights_path()
-    model = _inception_from_file(path) if path.is_file() else _downloaded_inception()
-    return FeatureExtractor(model, path.name, weights_sha256(path), torch.device(device))
+    path = weights_path(weights)
+    return FeatureExtractor(load_inception(weights), path.name, weights_sha256(path), torch.device(device))
+
+
+def weights_path(weights: str | None) -> Path:
+    """``eval.inception_weights`` if given, else where pytorch-fid keeps (or downloads) the file."""
+    return _configured_weights(weights) if weights else hub_weights_path()
+
+
+def load_inception(weights: str | None) -> nn.Module:
+    """pytorch-fid's own ``InceptionV3`` (pool3) on the CPU, unchanged: what its CLI runs."""
+    path = weights_path(weights)
+    return _inception_from_file(path) if path.is_file() else _downloaded_inception()
 
 
 def check_weights_available(weights: str | None) -> None:
