@@ -15,13 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from pytorch_fid.fid_score import IMAGE_EXTENSIONS
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from liver_gan.atomic import atomic_directory, atomic_write, build_lock
 from liver_gan.errors import LiverGanError
+
+CAPTION_HEIGHT = 14  # pixels of the text line under each row of a captioned grid
 
 
 def to_uint8(images: Tensor) -> Tensor:
@@ -63,6 +65,25 @@ def image_grid(images: Tensor, columns: int, pad_value: float = 0.0) -> Tensor:
 def write_grid_png(grid: Tensor, path: Path) -> None:
     """An :func:`image_grid` as a PNG, written atomically; its levels are :func:`to_uint8`'s."""
     atomic_write(Path(path), lambda tmp: save_image(grid, tmp, format="png"))
+
+
+def write_captioned_rows_png(rows: list[Tensor], captions: list[str], path: Path) -> None:
+    """Rows of (K, 1, R, R) images in [-1, 1], one under the other, each an :func:`image_grid` with a
+    line of text beneath it (PIL's default font, black on white), as an RGB PNG written atomically."""
+    pictures = [grid_picture(image_grid(row, columns=len(row), pad_value=1.0)) for row in rows]
+    width = max(picture.width for picture in pictures)
+    canvas = Image.new("RGB", (width, sum(picture.height + CAPTION_HEIGHT for picture in pictures)), "white")
+    draw, font, top = ImageDraw.Draw(canvas), ImageFont.load_default(), 0
+    for picture, caption in zip(pictures, captions):
+        canvas.paste(picture, (0, top))
+        draw.text((2, top + picture.height), caption, fill="black", font=font)
+        top += picture.height + CAPTION_HEIGHT
+    atomic_write(Path(path), lambda tmp: canvas.save(tmp, format="png"))
+
+
+def grid_picture(grid: Tensor) -> Image.Image:
+    """An :func:`image_grid` as a PIL image, with ``save_image``'s levels."""
+    return Image.fromarray(grid.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy())
 
 
 def image_files(directory: Path) -> list[Path]:

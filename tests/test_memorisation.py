@@ -13,6 +13,7 @@ from PIL import Image
 from liver_gan.config import EvalConfig, RealPool, Subset
 from liver_gan.data.dataset import PreparedDataset
 from liver_gan.errors import LiverGanError
+from liver_gan.images import CAPTION_HEIGHT
 from liver_gan.metrics import memorisation, registry
 from liver_gan.metrics.context import EvaluationContext, RealImages
 from liver_gan.metrics.inception import FeatureExtractor
@@ -100,11 +101,16 @@ def test_closest_pairs_grid_puts_the_copies_on_top(sets: dict, tmp_path: Path) -
     path = save_closest_pairs(sets["fake"], sets["train"], tmp_path / "pairs.png", num_pairs=4)
     grid = np.asarray(Image.open(path).convert("L"), dtype=np.float64)
     cell = RESOLUTION + 2  # make_grid's default 2-pixel padding
-    assert grid.shape == (4 * cell + 2, 2 * cell + 2)
+    row_height = cell + 2 + CAPTION_HEIGHT  # one pair, framed, and its distance written beneath
+    assert grid.shape == (4 * row_height, 2 * cell + 2)
     for row in range(3):  # the three copies: fake and nearest training slice are the same picture
-        fake = grid[2 + row * cell : (row + 1) * cell, 2 : cell]
-        train = grid[2 + row * cell : (row + 1) * cell, 2 + cell : 2 * cell]
+        top = row * row_height
+        fake = grid[top + 2 : top + cell, 2:cell]
+        train = grid[top + 2 : top + cell, 2 + cell : 2 * cell]
         assert np.array_equal(fake, train)
+    captions = [grid[row * row_height + cell + 2 : (row + 1) * row_height] for row in range(4)]
+    assert all((caption < 128).any() for caption in captions)  # text on every caption line
+    assert not np.array_equal(captions[0], captions[3])  # a copy's distance (0.0000) reads unlike another's
     assert not list(tmp_path.glob("*.tmp"))
 
 

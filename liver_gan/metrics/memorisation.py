@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from liver_gan.errors import LiverGanError
-from liver_gan.images import image_grid, write_grid_png
+from liver_gan.images import write_captioned_rows_png
 
 QUANTILES = {"min": 0.0, "p05": 0.05, "p50": 0.5}
 SPACES = ("pixel", "feature")
@@ -188,7 +188,8 @@ def save_closest_pairs(
     device: torch.device | str = "cpu",
     fake_nearest: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Path:
-    """PNG grid of the fakes closest to a training slice: one row per pair, fake | nearest training slice.
+    """PNG grid of the fakes closest to a training slice: one row per pair, fake | nearest training
+    slice, with their pixel RMS distance written under it.
 
     Rows are sorted from the closest pair down, so near-copies, if any, are at the top.
     ``fake_nearest`` as in :func:`memorisation_report`.
@@ -196,7 +197,8 @@ def save_closest_pairs(
     distances, indices = fake_nearest or nearest_training_slices(fake_images, train_images, device)
     closest = distances.argsort()[:num_pairs]
     pairs = torch.stack([fake_images[closest].cpu().float(), train_images[indices[closest]].cpu().float()], dim=1)
-    write_grid_png(image_grid(pairs.flatten(0, 1), columns=2, pad_value=1.0), Path(path))
+    captions = [f"pixel RMS {distance:.4f}" for distance in distances[closest].tolist()]
+    write_captioned_rows_png(list(pairs), captions, Path(path))
     return Path(path)
 
 
