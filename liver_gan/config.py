@@ -247,7 +247,8 @@ class EvalConfig:
     enabled: bool = True
     # Names registered in liver_gan/metrics/registry.py, computed in this order.
     metrics: List[str] = field(default_factory=lambda: ["fid", "kid", "precision_recall", "diversity", "memorisation"])
-    num_samples: int = 2048  # generated images
+    # Generated images; null: twice the real images compared, at most 2048 (sized to the data).
+    num_samples: Optional[int] = None
     max_real: int = 2048  # real images of real_pool: a fixed random choice of this many when it holds more
     real_pool: RealPool = RealPool.train
     batch_size: int = 50  # images per Inception pass

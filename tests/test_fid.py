@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
-from pytorch_fid.fid_score import calculate_frechet_distance
+from pytorch_fid.fid_score import calculate_frechet_distance, get_activations
 from torch import Tensor, nn
 from torchvision.utils import save_image
 
@@ -25,16 +25,17 @@ from liver_gan.config import EvalConfig, FIDConfig, KIDConfig, RealPool, Subset
 from liver_gan.data.dataset import PreparedDataset, SliceSet
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.errors import LiverGanError
-from liver_gan.images import read_image_folder, to_uint8, write_png_folder
+from liver_gan.images import image_files, read_image_folder, to_uint8, write_png_folder
 from liver_gan.metrics import evaluate
 from liver_gan.metrics.context import select_real_images
-from liver_gan.metrics.evaluate import evaluate_generator, matching_labels
+from liver_gan.metrics.evaluate import evaluate_generator, generated_count, matching_labels
 from liver_gan.metrics.fid import feature_statistics, frechet_distance
 from liver_gan.metrics.inception import (
     FID_WEIGHTS_NAME,
     FeatureExtractor,
     FIDWeightsUnavailable,
     load_feature_extractor,
+    load_inception,
 )
 from liver_gan.metrics.kid import kernel_inception_distance
 from liver_gan.models.mlp import build_mlp_gan
@@ -312,6 +313,31 @@ def test_inception_fid_of_a_set_against_itself_is_zero_and_grows_with_the_shift(
     kid_same, _ = kernel_inception_distance(features[0], features[0], 5, 24, seed=0)
     kid_large, _ = kernel_inception_distance(features[0], features[2], 5, 24, seed=0)
     assert abs(kid_same) < 0.02 < kid_large
+
+
+@pytest.mark.slow
+def test_the_fast_inception_path_gives_pytorch_fids_fid_within_a_thousandth(fid_weights: Path, tmp_path: Path) -> None:
+    """BatchNorm folded into the convolutions and the channels-last layout change float rounding only:
+    on the same PNGs, liver-gan's features give the FID that pytorch-fid's own model and file reader
+    (its CLI's path) give, within 0.1%."""
+    real, fake = tmp_path / "real", tmp_path / "fake"
+    write_png_folder(blobs(10, resolution=64), real)
+    write_png_folder((blobs(10, resolution=64, seed=1) + 0.3).clamp(-1, 1), fake)
+    model = load_inception(str(fid_weights)).eval()
+    theirs = [
+        get_activations([str(file) for file in image_files(folder)], model, 50, 2048, "cpu", num_workers=0)
+        for folder in (real, fake)
+    ]
+    extractor = load_feature_extractor(str(fid_weights), "cpu")
+    ours = [extractor.pixel_features(read_image_folder(folder), batch_size=50) for folder in (real, fake)]
+    assert frechet_distance(*theirs) > 1.0
+    assert frechet_distance(*ours) == pytest.approx(frechet_distance(*theirs), rel=1e-3)
+
+
+def test_the_default_sample_count_follows_the_real_pool() -> None:
+    """eval.num_samples=null: twice the reals compared, at most 2048; a number given is kept."""
+    assert [generated_count(None, num_real) for num_real in (161, 1024, 5000)] == [322, 2048, 2048]
+    assert generated_count(100, 161) == 100
 
 
 @pytest.mark.slow

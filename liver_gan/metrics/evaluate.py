@@ -28,6 +28,9 @@ from liver_gan.sampling import generate
 
 log = logging.getLogger(__name__)
 
+AUTO_SAMPLES_PER_REAL = 2
+AUTO_MAX_SAMPLES = 2048
+
 
 def evaluate_generator(
     generator: nn.Module,
@@ -45,12 +48,13 @@ def evaluate_generator(
     real_pool = RealPool(cfg.real_pool)
     real = dataset_reals(dataset, real_pool, cfg, extractor)
     num_classes = generator.num_classes
-    fake_labels = matching_labels(cfg.num_samples, real.labels, num_classes) if num_classes > 0 else None
-    fake_images = generate(generator, cfg.num_samples, device, labels=fake_labels, seed=seed)
+    num_samples = generated_count(cfg.num_samples, len(real))
+    fake_labels = matching_labels(num_samples, real.labels, num_classes) if num_classes > 0 else None
+    fake_images = generate(generator, num_samples, device, labels=fake_labels, seed=seed)
     context = EvaluationContext(
         options=cfg,
         extractor=extractor,
-        fake_features=extractor.features(fake_images, cfg.batch_size),
+        fake_features=extractor.features(fake_images, cfg.batch_size, "generated slices"),
         device=torch.device(device),
         seed=seed,
         run_dir=Path(run_dir),
@@ -63,6 +67,15 @@ def evaluate_generator(
     return report(metrics, context, real_pool=real_pool.value)
 
 
+def generated_count(num_samples: int | None, num_real: int) -> int:
+    """``eval.num_samples``, or when null twice the real images compared, at most 2048.
+
+    FID's small-sample bias shrinks with both counts; twice the reals gets most of what more fakes
+    could give, and a small real pool does not buy 2048 fakes' worth of Inception time.
+    """
+    return num_samples if num_samples is not None else min(AUTO_MAX_SAMPLES, AUTO_SAMPLES_PER_REAL * num_real)
+
+
 def evaluate_folders(real_dir: Path, fake_dir: Path, cfg: EvalConfig, device: torch.device | str, seed: int) -> dict:
     """The selected metrics that compare two sets of images (FID, KID, precision/recall) of two
     folders, read as pytorch-fid's CLI reads them."""
@@ -70,11 +83,13 @@ def evaluate_folders(real_dir: Path, fake_dir: Path, cfg: EvalConfig, device: to
     metrics = folder_metrics(cfg.metrics)
     extractor = load_feature_extractor(cfg.inception_weights, device)
     real_pixels, fake_pixels = read_image_folder(real_dir), read_image_folder(fake_dir)
-    real = RealImages(len(real_pixels), functools.partial(extractor.pixel_features, real_pixels, cfg.batch_size))
+    real = RealImages(
+        len(real_pixels), functools.partial(extractor.pixel_features, real_pixels, cfg.batch_size, f"images of {real_dir}")
+    )
     context = EvaluationContext(
         options=cfg,
         extractor=extractor,
-        fake_features=extractor.pixel_features(fake_pixels, cfg.batch_size),
+        fake_features=extractor.pixel_features(fake_pixels, cfg.batch_size, f"images of {fake_dir}"),
         device=torch.device(device),
         seed=seed,
         reals={RealPool(cfg.real_pool): real},
@@ -115,13 +130,13 @@ def check_eval_options(cfg: EvalConfig, dataset: DatasetConfig | None = None) ->
     """
     selected_metrics(cfg.metrics)
     for option, value, least in (
-        ("num_samples", cfg.num_samples, 2),
+        ("num_samples", cfg.num_samples, 2),  # null: sized to the reals, at least 2 of them
         ("max_real", cfg.max_real, 2),
         ("batch_size", cfg.batch_size, 1),
         ("kid.num_subsets", cfg.kid.num_subsets, 1),
         ("kid.subset_size", cfg.kid.subset_size, 2),
     ):
-        if value < least:
+        if value is not None and value < least:
             raise LiverGanError(f"eval.{option}={value} must be at least {least}")
     if dataset is not None and RealPool(cfg.real_pool) is RealPool.val and dataset.val_fraction == 0:
         raise LiverGanError(

@@ -20,7 +20,7 @@ from liver_gan.config import RealPool
 from liver_gan.data.labels import CLASS_NAMES
 from liver_gan.errors import LiverGanError
 from liver_gan.images import write_png_folder
-from liver_gan.metrics.context import EvaluationContext
+from liver_gan.metrics.context import EvaluationContext, pool_size
 from liver_gan.metrics.diversity import mean_pairwise_cosine_distance, mean_pairwise_ms_ssim
 from liver_gan.metrics.fid import frechet_distance
 from liver_gan.metrics.kid import kernel_inception_distance
@@ -32,6 +32,7 @@ from liver_gan.metrics.memorisation import (
     save_closest_pairs,
 )
 from liver_gan.metrics.precision_recall import precision_recall
+from liver_gan.progress import PhaseProgress
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +98,15 @@ def check_optimized_metric(optimized_metric: str, metric_names: Sequence[str]) -
 def compute_metrics(metrics: Sequence[Metric], context: EvaluationContext) -> Results:
     """Every metric's keys; their per-class rows merged into one ``per_class``."""
     results: Results = {}
-    for metric in metrics:
-        log.info("computing %s", metric.name)
-        result = metric.compute(context)
-        per_class = result.pop("per_class", {})
-        results |= result
-        for name, row in per_class.items():
-            results.setdefault("per_class", {}).setdefault(name, {}).update(row)
+    with PhaseProgress("metrics", len(metrics), "metrics") as shown:
+        for metric in metrics:
+            log.info("computing %s", metric.name)
+            result = metric.compute(context)
+            per_class = result.pop("per_class", {})
+            results |= result
+            for name, row in per_class.items():
+                results.setdefault("per_class", {}).setdefault(name, {}).update(row)
+            shown.update()
     return results
 
 
@@ -136,7 +139,10 @@ def fid_scores(context: EvaluationContext) -> Results:
     """pytorch-fid's FID; ``eval.fid.save_images`` also writes the images measured as PNG folders."""
     real = context.real()
     if len(real) < UNBIASED_FID_COUNT:
-        log.warning(
+        # A warning only where eval.max_real left reals out: all of a small pool is what the data allows.
+        left_out = context.dataset is not None and len(real) < pool_size(context.dataset, RealPool(context.options.real_pool))
+        log.log(
+            logging.WARNING if left_out else logging.INFO,
             "FID is biased at small N: %d real images (< %d); compare FIDs only at equal counts and prefer KID",
             len(real), UNBIASED_FID_COUNT,
         )
