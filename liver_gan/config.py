@@ -300,7 +300,8 @@ class TrainerConfig:
     epochs: int = 20
     max_steps: Optional[int] = None
     batch_size: int = 64
-    log_every: int = 50
+    log_every: int = 50  # TensorBoard scalars every this many steps, and at the last step
+    tick_seconds: float = 30.0  # a progress line (step, kimg, images/s, ETA, memory) this often; 0: every step
     sample_every: int = 5
     checkpoint_every: int = 5
     num_fixed_samples: int = 64

@@ -7,12 +7,13 @@ line instead when it starts, every ``tick_seconds`` and when it ends, as stylega
 
     Inception: 2048 generated slices: 640/2048 (31%)  12.1 images/s  elapsed 53s  ETA 1m56s
 
-The interval is :data:`TICK_SECONDS`, set for a whole run by :func:`set_tick_seconds` (liver-gan-train
+The interval is :data:`TICK_SECONDS`, set for a whole run by :func:`tick_seconds` (liver-gan-train
 takes it from ``trainer.tick_seconds``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -35,6 +36,17 @@ def set_tick_seconds(seconds: float) -> None:
     TICK_SECONDS = seconds
 
 
+@contextlib.contextmanager
+def tick_seconds(seconds: float) -> Iterator[None]:
+    """:func:`set_tick_seconds` for the phases inside; the previous interval is restored after."""
+    previous = TICK_SECONDS
+    set_tick_seconds(seconds)
+    try:
+        yield
+    finally:
+        set_tick_seconds(previous)
+
+
 def on_terminal() -> bool:
     """Whether progress bars can redraw in place: tqdm draws on stderr."""
     return sys.stderr.isatty()
@@ -52,7 +64,7 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-class Progress:
+class PhaseProgress:
     """``total`` units of work called ``description``: a bar on a terminal, else timed log lines.
 
     ``initial`` units are already done (a resumed run); rates and the ETA count only this session's.
@@ -102,7 +114,7 @@ class Progress:
             elapsed = time.perf_counter() - self.start
             log.info("%s: %d %s in %s", self.description, self.done - self.initial, self.unit, format_duration(elapsed))
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> "PhaseProgress":
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -110,8 +122,8 @@ class Progress:
 
 
 def progress(items: Iterable[Item], description: str, total: int, unit: str) -> Iterator[Item]:
-    """``items`` with a :class:`Progress` of ``total`` units, one per item."""
-    with Progress(description, total, unit) as shown:
+    """``items`` with a :class:`PhaseProgress` of ``total`` units, one per item."""
+    with PhaseProgress(description, total, unit) as shown:
         for item in items:
             yield item
             shown.update()

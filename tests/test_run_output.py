@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
 from omegaconf import DictConfig
 
 from liver_gan.cli.config_tree import print_config_tree, wants_config_tree
 from liver_gan.progress import DEFAULT_TICK_SECONDS, format_duration, progress, set_tick_seconds
+from liver_gan.training.loop import train
+from liver_gan.training.progress import result_lines
 
 
 def test_the_config_tree_shows_every_group_and_value(
@@ -70,3 +73,122 @@ def test_a_long_interval_leaves_only_the_start_and_end_lines(
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (59.4, "59s"), (61, "1m01s"), (3600 * 2 + 7 * 60, "2h07m")])
 def test_durations_read_as_hours_minutes_seconds(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+TRAINER = [
+    "trainer.device=cpu",
+    "trainer.batch_size=4",
+    "trainer.epochs=2",
+    "trainer.max_steps=null",
+    "trainer.log_every=50",
+    "trainer.sample_every=1",
+    "trainer.checkpoint_every=1",
+    "trainer.num_fixed_samples=8",
+    "eval.enabled=false",
+]
+TICK = re.compile(
+    r"^tick (\d+)  step (\d+)/(\d+)  epoch (\d+)/(\d+)  kimg [\d.]+  [\d.]+ img/s  elapsed \S+  ETA \S+  "
+    r"peak RSS [\d.]+ GiB  loss/D -?[\d.]+  loss/G -?[\d.]+  D\(x\) [\d.]+  D\(G\(z\)\) [\d.]+$"
+)
+
+
+def tick_lines(caplog: pytest.LogCaptureFixture) -> list[re.Match[str]]:
+    lines = progress_lines(caplog, "liver_gan.training.progress")
+    ticks = [TICK.match(line) for line in lines if line.startswith("tick ")]
+    assert all(ticks), lines
+    return ticks
+
+
+@pytest.fixture
+def run_training(
+    compose_config: Callable[..., DictConfig], tiny_phantom: list[str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> Callable[..., dict[str, Any]]:
+    """Train the tiny MLP on the tiny phantom in tmp_path/run with these overrides, capturing the log."""
+
+    def run(*overrides: str) -> dict[str, Any]:
+        caplog.set_level(logging.INFO)
+        return train(compose_config([*tiny_phantom, *TRAINER, *overrides], hydra=False), tmp_path / "run")
+
+    return run
+
+
+def test_a_zero_tick_interval_gives_a_tick_line_every_step(
+    run_training: Callable[..., dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = run_training("trainer.tick_seconds=0")
+    ticks = tick_lines(caplog)
+    steps = metrics["steps"]
+    assert [int(tick.group(2)) for tick in ticks] == list(range(1, steps + 1))
+    assert [int(tick.group(1)) for tick in ticks] == list(range(1, steps + 1))
+    assert {(int(tick.group(3)), int(tick.group(5))) for tick in ticks} == {(steps, 2)}
+    assert int(ticks[-1].group(4)) == 2
+    # No per-epoch lines: the ticks replace them.
+    assert not [line for line in progress_lines(caplog, "liver_gan.training.loop") if line.startswith("epoch ")]
+
+
+def test_a_long_interval_ticks_after_the_first_and_the_last_step_only_and_states_the_real_total(
+    run_training: Callable[..., dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """trainer.max_steps=3 stops in epoch 1 of 20: the lines say 3 steps and 1 epoch, not 20 epochs."""
+    run_training("trainer.tick_seconds=3600", "trainer.epochs=20", "trainer.max_steps=3")
+    ticks = tick_lines(caplog)
+    assert [(tick.group(2), tick.group(3), tick.group(4), tick.group(5)) for tick in ticks] == [
+        ("1", "3", "1", "1"),
+        ("3", "3", "1", "1"),
+    ]
+
+
+def test_the_run_ends_with_its_result_and_where_to_look(
+    run_training: Callable[..., dict[str, Any]], caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    metrics = run_training()
+    lines = progress_lines(caplog, "liver_gan.training.progress")
+    run_dir = tmp_path / "run"
+    last_grid = run_dir / "samples" / f"epoch_{metrics['epochs']:04d}.png"
+    assert lines[-5:] == [
+        f"result: completed after {metrics['steps']} steps (2 epochs, {format_duration(metrics['train_seconds'])} of training)",
+        "  no evaluation (eval.enabled=false)",
+        f"run dir: {run_dir}",
+        f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}",
+        f"last samples: {last_grid}",
+    ]
+    assert last_grid.is_file()
+
+
+def test_the_result_table_shows_the_headline_metrics_and_the_memorisation_flag(tmp_path: Path) -> None:
+    metrics = {
+        "status": "completed", "steps": 600, "epochs": 200, "train_seconds": 130.2, "num_real": 161, "num_fake": 322,
+        "fid": 123.456, "kid_mean": 0.0421, "kid_std": 0.0033, "precision": 0.5, "recall": 0.25,
+        "memorisation_pixel_fraction_closer_than_val": 0.0, "memorisation_feature_fraction_closer_than_val": 0.0125,
+    }
+    lines = result_lines(metrics, tmp_path, None)
+    assert lines[:7] == [
+        "result: completed after 600 steps (200 epochs, 2m10s of training)",
+        "  FID        123.5",
+        "  KID        0.0421 ± 0.0033",
+        "  precision  0.5",
+        "  recall     0.25",
+        "  memorised  YES, look at memorisation_closest_pairs.png "
+        "(fakes nearer a training slice than any validation slice: pixel 0.0%, feature 1.2%)",
+        "  measured on 322 generated and 161 real slices",
+    ]
+    metrics["memorisation_feature_fraction_closer_than_val"] = 0.0
+    assert result_lines(metrics, tmp_path, None)[5].startswith("  memorised  no (")
+    assert lines[-1] == "last samples: none written"
+
+
+@pytest.mark.slow
+def test_debug_smoke_runs_the_steps_it_states(compose_config: Callable[..., DictConfig], tmp_path: Path) -> None:
+    cfg = compose_config(
+        [
+            "debug=smoke",
+            "trainer.device=cpu",
+            "eval.enabled=false",
+            f"dataset.root={tmp_path / 'phantom'}",
+            f"dataset.cache_dir={tmp_path / 'cache'}",
+        ],
+        hydra=False,
+    )
+    metrics = train(cfg, tmp_path / "run")
+    assert cfg.trainer.max_steps == 5
+    assert metrics["steps"] == cfg.trainer.max_steps

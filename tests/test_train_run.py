@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from test_fid import PooledPixels, two_class_dataset
 from tiny_gan import tiny_phantom_overrides
 
@@ -80,8 +81,18 @@ def steps_per_epoch(run_dir: Path, subset: str = "tumor") -> int:
 
 
 def read_events(run_dir: Path) -> EventAccumulator:
-    accumulator = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    """The run's events: one run under tb/, named after the run dir."""
+    [events_dir] = (run_dir / "tb").iterdir()
+    assert events_dir.name == run_dir.name
+    accumulator = EventAccumulator(str(events_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     return accumulator.Reload()
+
+
+def hparams(events: EventAccumulator) -> dict[str, Any]:
+    """The HPARAMS tab's values of the run: the flattened config and the ``result.*`` metrics."""
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    values = HParamsPluginData.FromString(content).session_start_info.hparams
+    return {name: getattr(value, value.WhichOneof("kind")) for name, value in values.items()}
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +109,8 @@ def test_tensorboard_holds_the_named_scalars_and_images(finished_run: Tuple[Path
     events = read_events(run_dir)
     tags = events.Tags()
     assert set(LOGGED) | {"lr/G", "lr/D", "speed/images_per_second"} <= set(tags["scalars"])
-    log_steps = list(range(2, 2 * epoch + 1, 2))  # trainer.log_every=2
+    # trainer.log_every=2, and the last step whatever the cadence
+    log_steps = sorted(set(range(2, 2 * epoch + 1, 2)) | {2 * epoch})
     for tag in LOGGED:
         logged = scalars(events, tag)
         assert [step for step, _ in logged] == log_steps
@@ -109,8 +121,10 @@ def test_tensorboard_holds_the_named_scalars_and_images(finished_run: Tuple[Path
     assert [event.step for event in events.Images("samples")] == [epoch, 2 * epoch]
     assert [event.step for event in events.Images("real")] == [0]
     assert "config/text_summary" in tags["tensors"]
-    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
-    assert scalars(events, "hparams/steps") == [(0, 2.0 * epoch)]
+    values = hparams(events)
+    assert (values["result.steps"], values["result.status"], values["trainer.batch_size"]) == (2 * epoch, "completed", 4)
+    # The final metrics live in the HPARAMS tab only: no one-point charts in SCALARS.
+    assert not [tag for tag in tags["scalars"] if tag.startswith(("hparams", "result"))]
 
 
 def test_checkpoints_hold_everything_to_continue(finished_run: Tuple[Path, Dict[str, Any]]) -> None:
@@ -251,8 +265,7 @@ def test_cli_run_with_real_fid(fid_weights: Path, data_dir: Path, tmp_path: Path
     assert (metrics["num_real"], metrics["num_fake"]) == (16, 16)
     assert f"tensorboard --logdir {run_dir / 'tb'}" in result.stdout
     assert f"run dir: {run_dir}" in (run_dir / "train.log").read_text()
-    hparams = read_events(run_dir)
-    assert scalars(hparams, "hparams/fid") == [(0, pytest.approx(metrics["fid"]))]
+    assert hparams(read_events(run_dir))["result.fid"] == pytest.approx(metrics["fid"])
 
 
 @pytest.mark.parametrize(

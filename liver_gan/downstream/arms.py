@@ -26,7 +26,7 @@ from liver_gan.data.dataset import SliceSet
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.downstream.classification import METRICS, classification_metrics, train_classifier, tumor_probabilities
 from liver_gan.errors import LiverGanError
-from liver_gan.progress import Progress
+from liver_gan.progress import PhaseProgress
 from liver_gan.runs import load_generator
 from liver_gan.sampling import balanced_labels, generate
 
@@ -155,7 +155,7 @@ def run_arms(
     arms = utility_arms(list(cfg.ratios))
     resolution = train.images.shape[-1]
     results: dict[str, dict] = {}
-    progress = Progress("utility", len(arms) * len(seeds), "classifiers")
+    progress = PhaseProgress("utility", len(arms) * len(seeds), "classifiers")
     for arm in arms:
         per_seed: dict[str, list[float]] = {metric: [] for metric in METRICS}
         for seed in seeds:

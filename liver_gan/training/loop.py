@@ -12,9 +12,10 @@ One step, as in PyTorch's DCGAN example:
 Speed (issue 6): the training set is one tensor on the device and batches are drawn by index;
 the optimizers are fused where torch can; gradients are freed, not zeroed; a D without BatchNorm
 judges the real and the fake batch in one call (losses.py); and the logged scalars
-are summed on the device and read only every ``trainer.log_every`` steps, so a step never waits
-for the device.  Hence non-finite losses are detected at log steps, at epoch ends and before every
-checkpoint, and a diverged run never overwrites its last good checkpoint.
+are summed on the device and read only every ``trainer.log_every`` steps and at each progress tick
+(``trainer.tick_seconds``), so a step never waits for the device.  Hence non-finite losses are
+detected at log steps, at ticks, at epoch ends and before every checkpoint, and a diverged run never
+overwrites its last good checkpoint.
 
 An epoch is ``ceil(N / batch_size)`` steps, the last one on the remaining images, as the thesis's
 DataLoader (``drop_last=False``) did, so that ``trainer.epochs`` means what it meant there.
@@ -31,7 +32,6 @@ from typing import Any, Callable
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
-from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from liver_gan.atomic import atomic_write_json
@@ -54,7 +54,9 @@ from liver_gan.training.checkpoint import (
     resume_checkpoint,
     write_checkpoint,
 )
+from liver_gan.progress import tick_seconds
 from liver_gan.training.optim import build_optimizers
+from liver_gan.training.progress import TrainingTicks, log_result
 from liver_gan.training.run_dir import (
     hold_run_dir,
     refuse_fresh_start,
@@ -90,7 +92,7 @@ def train(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None] | None = 
         check_eval_options(cfg.eval, cfg.dataset)
         check_weights_available(cfg.eval.inception_weights)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with hold_run_dir(run_dir):
+    with hold_run_dir(run_dir), tick_seconds(cfg.trainer.tick_seconds):
         return _train(cfg, run_dir, device, on_start)
 
 
@@ -121,19 +123,22 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, on_start: Calla
     if on_start is not None:
         on_start()
     write_dataset_summary(dataset.summary, run_dir)
+    total_steps = planned_steps(cfg, batches.steps_per_epoch)
     log.info(
-        "training %s + %s on %d slices (dataset %s) on %s: %d steps per epoch",
+        "training %s + %s on %d slices (dataset %s) on %s: %d steps, %d epochs of %d steps",
         type(generator).__name__,
         type(discriminator).__name__,
         len(dataset.train),
         dataset.key[:12],
         device,
+        total_steps,
+        math.ceil(total_steps / batches.steps_per_epoch),
         batches.steps_per_epoch,
     )
 
     failure: LiverGanError | None = None
     evaluation: dict[str, Any] = {"fid": None}
-    with TensorBoardLogger(run_dir / "tb", purge_step=progress.step + 1 if progress.step else None) as board:
+    with TensorBoardLogger(run_dir, purge_step=progress.step + 1 if progress.step else None) as board:
         try:
             if progress.step == 0:
                 board.image("real", image_grid(real_examples(dataset.train, fixed), fixed.columns), 0)
@@ -154,11 +159,21 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, on_start: Calla
         atomic_write_json(run_dir / "metrics.json", metrics)
         board.config(cfg)
         board.hparams(cfg, metrics)
-    log.info("run dir: %s", run_dir)
-    log.info("TensorBoard: tensorboard --logdir %s", run_dir / "tb")
+    log_result(metrics, run_dir, last_sample_grid(run_dir))
     if failure is not None:
         raise failure
     return metrics
+
+
+def planned_steps(cfg: DictConfig, steps_per_epoch: int) -> int:
+    """``trainer.epochs`` of steps, or fewer when ``trainer.max_steps`` stops the run earlier."""
+    return min(cfg.trainer.epochs * steps_per_epoch, cfg.trainer.max_steps or math.inf)
+
+
+def last_sample_grid(run_dir: Path) -> Path | None:
+    """The newest samples/*.png (a resumed run writes after the grids it found)."""
+    grids = list((run_dir / "samples").glob("*.png"))
+    return max(grids, key=lambda path: path.stat().st_mtime_ns) if grids else None
 
 
 def run_status(failure: LiverGanError | None) -> str:
@@ -175,6 +190,8 @@ def check_trainer_options(cfg: DictConfig, device: torch.device) -> None:
     for option in ("epochs", "batch_size", "log_every", "sample_every", "checkpoint_every", "num_fixed_samples"):
         if trainer[option] < 1:
             raise LiverGanError(f"trainer.{option}={trainer[option]} must be at least 1")
+    if trainer.tick_seconds < 0:
+        raise LiverGanError(f"trainer.tick_seconds={trainer.tick_seconds} must be at least 0 (0: a line every step)")
     if trainer.max_steps is not None and trainer.max_steps < 1:
         raise LiverGanError(f"trainer.max_steps={trainer.max_steps} must be at least 1, or null for no cap")
     if trainer.keep_last_n is not None and trainer.keep_last_n < 0:
@@ -254,48 +271,41 @@ def fit(
     images = dataset.train.images.to(device)
     labels = dataset.train.labels.to(device) if cfg.model.conditional else None
     steps_per_epoch = batches.steps_per_epoch
-    total_steps = min(trainer.epochs * steps_per_epoch, trainer.max_steps or math.inf)
+    total_steps = planned_steps(cfg, steps_per_epoch)
     if progress.step >= total_steps:
         log.info("nothing left to train: the checkpoint is at step %d of %d", progress.step, total_steps)
         return
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(trainer.amp))
-    epoch_sums = ScalarSums(device)
+    tick_sums = ScalarSums(device)  # the scalars since the last tick line
     train_seconds_before, session_start = progress.train_seconds, time.perf_counter()
     window_start, window_images = session_start, 0
-    bar = tqdm(total=total_steps, initial=progress.step, unit="step", dynamic_ncols=True, disable=None)
-    with logging_redirect_tqdm(), bar:
+    ticks = TrainingTicks(total_steps, progress.step, steps_per_epoch, device)
+    with logging_redirect_tqdm(), ticks:
         while progress.step < total_steps:
             epoch, skip = divmod(progress.step, steps_per_epoch)
-            epoch_start, epoch_images = time.perf_counter(), 0
             for indices in batches.epoch(skip):
                 batch_labels = None if labels is None else labels[indices]
                 values = train_step(gan, cfg.loss, images[indices], batch_labels, autocast)
                 progress.window.add(values)
-                epoch_sums.add(values)
+                tick_sums.add(values)
                 progress.step += 1
                 window_images += len(indices)
-                epoch_images += len(indices)
-                bar.update()
-                if progress.step % trainer.log_every == 0:
+                ticks.advance(len(indices))
+                on_cadence = progress.step % trainer.log_every == 0
+                # The last step is always logged, so that the curves reach the end of the run.
+                if on_cadence or progress.step == total_steps:
                     now = time.perf_counter()
-                    means = log_scalars(board, gan, progress, window_images / (now - window_start))
-                    bar.set_postfix({name: f"{value:.3f}" for name, value in means.items()}, refresh=False)
+                    log_scalars(board, gan, progress, window_images / (now - window_start), reset=on_cadence)
                     window_start, window_images = now, 0
+                if ticks.due(progress.step):
+                    kimg = batches.images_seen(progress.step) / 1000
+                    ticks.tick(progress.step, kimg, check_finite(tick_sums.means(), progress))
+                    tick_sums.reset()
                 if progress.step == total_steps:
                     break
             progress.train_seconds = train_seconds_before + time.perf_counter() - session_start
             epoch_done = progress.step % steps_per_epoch == 0
-            means = check_finite(epoch_sums.means(), progress)
-            epoch_sums.reset()
-            log.info(
-                "epoch %d/%d%s  step %d  %s  %.0f img/s",
-                epoch + 1,
-                trainer.epochs,
-                "" if epoch_done else " (cut short by trainer.max_steps)",
-                progress.step,
-                "  ".join(f"{name} {value:.4f}" for name, value in means.items()),
-                epoch_images / (time.perf_counter() - epoch_start),
-            )
+            check_finite(tick_sums.means(), progress)
             final = progress.step == total_steps
             sample = final or (epoch_done and (epoch + 1) % trainer.sample_every == 0)
             checkpoint = final or (epoch_done and (epoch + 1) % trainer.checkpoint_every == 0)
@@ -334,8 +344,15 @@ def train_step(
     ).float()
 
 
-def log_scalars(board: TensorBoardLogger, gan: GAN, progress: Progress, images_per_second: float) -> dict[str, float]:
-    """Write the window's means (after the divergence check), learning rates and speed; reset the window."""
+def log_scalars(
+    board: TensorBoardLogger, gan: GAN, progress: Progress, images_per_second: float, reset: bool
+) -> dict[str, float]:
+    """Write the window's means (after the divergence check), learning rates and speed.
+
+    The window is reset on the ``trainer.log_every`` cadence only: a last step off the cadence is
+    logged with the window kept, so that a run resumed from there (with a higher trainer.max_steps)
+    logs its next point over the same steps as an uninterrupted run.
+    """
     means = check_finite(progress.window.means(), progress)
     board.scalars(
         {
@@ -346,7 +363,8 @@ def log_scalars(board: TensorBoardLogger, gan: GAN, progress: Progress, images_p
         },
         progress.step,
     )
-    progress.window.reset()
+    if reset:
+        progress.window.reset()
     return means
 
 

@@ -1,5 +1,8 @@
-"""TensorBoard logging of one training run, all in ``<run_dir>/tb``: scalars, image grids, the
-resolved config as text and, at the end, the hyper-parameters with the final metrics."""
+"""TensorBoard logging of one training run, all in ``<run_dir>/tb/<run name>``: scalars, image grids,
+the resolved config as text and, at the end, the hyper-parameters with the final metrics.
+
+The events sit one folder below ``tb/`` so that ``tensorboard --logdir <run_dir>/tb`` names the run
+after its run dir (events directly in the log dir would make a run named ".")."""
 
 from __future__ import annotations
 
@@ -20,8 +23,9 @@ class TensorBoardLogger:
     from that step on are dropped, so the curves continue without duplicates.
     """
 
-    def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
-        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+    def __init__(self, run_dir: Path, purge_step: int | None = None) -> None:
+        self.log_dir = events_dir(run_dir)
+        self.writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=purge_step)
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         for tag, value in values.items():
@@ -36,17 +40,17 @@ class TensorBoardLogger:
         self.writer.add_text("config", "".join(f"    {line}\n" for line in yaml.splitlines()))
 
     def hparams(self, cfg: DictConfig, metrics: Mapping[str, Any]) -> None:
-        """The flattened config against the numeric final metrics, for the HPARAMS tab.
+        """The final metrics (``result.<key>``) and the flattened config, as the HPARAMS tab's columns.
 
-        ``run_name="."`` keeps them in this run's directory instead of a new timestamped one.
+        TensorBoard reads a session's metric values from scalar events, which would add a one-point
+        chart per metric to the SCALARS tab; as hyper-parameters they stay in the HPARAMS table,
+        sortable and filterable like the config.  ``run_name="."`` keeps them in this run's directory
+        instead of a new timestamped one.
         """
-        hparams = flatten_config(plain_config(cfg))
-        numeric = {
-            f"hparams/{name}": float(value)
-            for name, value in metrics.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        results = {
+            f"result.{name}": value for name, value in metrics.items() if isinstance(value, (int, float, str))
         }
-        self.writer.add_hparams(hparams, numeric, run_name=".")
+        self.writer.add_hparams({**results, **flatten_config(plain_config(cfg))}, {}, run_name=".")
 
     def flush(self) -> None:
         self.writer.flush()
@@ -56,6 +60,12 @@ class TensorBoardLogger:
 
     def __exit__(self, *exc_info: object) -> None:
         self.writer.close()
+
+
+def events_dir(run_dir: Path) -> Path:
+    """``<run_dir>/tb/<run dir's name>``: where a run's events go."""
+    run_dir = Path(run_dir).resolve()
+    return run_dir / "tb" / run_dir.name
 
 
 def flatten_config(node: Any, prefix: str = "") -> dict[str, int | float | str | bool]:
