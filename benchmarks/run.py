@@ -24,7 +24,7 @@ from liver_gan.atomic import atomic_write_text
 
 from configs import DEFAULT_WORKDIR
 from dataset_build import benchmark_dataset
-from fid import benchmark_fid
+from fid import benchmark_against_pytorch_fid, benchmark_fid
 from measure import Section, format_duration, load_average, machine_info
 from report import results_markdown
 from training import benchmark_training
@@ -35,7 +35,7 @@ MIN_REPEATS = 3
 BENCHMARKS: dict[str, Callable[[Path, bool, int], list[Section]]] = {
     "training": benchmark_training,
     "dataset_build": lambda workdir, quick, repeats: [benchmark_dataset(workdir, quick, repeats)],
-    "fid": lambda workdir, quick, repeats: [benchmark_fid(quick, repeats)],
+    "fid": lambda workdir, quick, repeats: [benchmark_fid(quick, repeats), benchmark_against_pytorch_fid(quick, repeats)],
 }
 
 PREAMBLE = """# Benchmarks
