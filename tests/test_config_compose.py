@@ -82,6 +82,7 @@ def test_every_group_option_composes(compose_config: Callable[..., DictConfig], 
     assert cfg.hydra.runtime.choices[group] == option
     train_cfg = task_config(cfg)
     OmegaConf.to_container(train_cfg, resolve=True)  # every interpolation resolves
+    check_schema_keys(train_cfg)  # the check every tool runs before its task passes every preset
     for name, schema in SCHEMAS.items():
         assert issubclass(OmegaConf.get_type(train_cfg[name]), schema), name
     if OmegaConf.get_type(train_cfg.model) is DDPMConfig:

@@ -229,9 +229,10 @@ def test_conditional_evaluation_reports_each_class_from_the_same_features(
     extractor = FeatureExtractor(PooledPixels(), "pooled.pth", "0" * 64, torch.device("cpu"))
     monkeypatch.setattr(evaluate, "load_feature_extractor", lambda weights, device: extractor)
     cfg = eval_config(tmp_path, num_samples=16, max_real=24)
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         metrics = evaluate_generator(tiny_generator(conditional=True), two_class_dataset(), cfg, tmp_path, "cpu", 0)
-    assert "FID is biased at small N" in caplog.text
+    # All 24 reals of the pool: a note on the small N, not a warning about a setting.
+    assert [record.levelno for record in caplog.records if "FID is biased at small N" in record.message] == [logging.INFO]
     assert metrics["num_real"] == 24 and metrics["num_fake"] == 16 and metrics["real_pool"] == "train"
     assert metrics["feature_extractor"] == {"weights": "pooled.pth", "sha256": "0" * 64}
     assert {name: (row["num_real"], row["num_fake"]) for name, row in metrics["per_class"].items()} == {
@@ -240,6 +241,18 @@ def test_conditional_evaluation_reports_each_class_from_the_same_features(
     }
     for row in [metrics, *metrics["per_class"].values()]:
         assert row["fid"] > 0 and np.isfinite(row["kid_mean"])
+
+
+def test_the_small_n_note_is_a_warning_where_max_real_left_reals_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    extractor = FeatureExtractor(PooledPixels(), "pooled.pth", "0" * 64, torch.device("cpu"))
+    monkeypatch.setattr(evaluate, "load_feature_extractor", lambda weights, device: extractor)
+    with caplog.at_level(logging.INFO):
+        evaluate_generator(tiny_generator(False), two_class_dataset(), eval_config(tmp_path, 8, 8), tmp_path, "cpu", 0)
+    assert [record.levelno for record in caplog.records if "FID is biased at small N" in record.message] == [
+        logging.WARNING
+    ]
 
 
 def test_unconditional_evaluation_has_no_per_class_scores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

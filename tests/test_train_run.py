@@ -264,7 +264,16 @@ def test_cli_run_with_real_fid(fid_weights: Path, data_dir: Path, tmp_path: Path
     assert metrics["status"] == "completed" and math.isfinite(metrics["fid"]) and metrics["fid"] > 0
     assert (metrics["num_real"], metrics["num_fake"]) == (16, 16)
     assert f"tensorboard --logdir {run_dir / 'tb'}" in result.stdout
-    assert f"run dir: {run_dir}" in (run_dir / "train.log").read_text()
+    # The final table, on the console and in train.log alike.
+    table = [
+        "result: completed after 3 steps",
+        f"  FID        {metrics['fid']:.4g}",
+        "  measured on 16 generated and 16 real slices",
+        f"run dir: {run_dir}",
+        f"last samples: {run_dir / 'samples'}",
+    ]
+    for output in (result.stdout, (run_dir / "train.log").read_text()):
+        assert all(line in output for line in table), output[-2000:]
     assert hparams(read_events(run_dir))["result.fid"] == pytest.approx(metrics["fid"])
 
 
