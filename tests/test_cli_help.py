@@ -69,7 +69,9 @@ def test_help_says_what_the_tool_does_and_lists_only_its_own_groups(
 def test_train_and_utility_help_name_their_groups_and_options() -> None:
     train_groups = listed_groups(run_cli("liver-gan-train", "--help"))
     assert "classifier" not in train_groups
-    assert train_groups["model"] == ["dcgan*", "ddpm", "mlp", "stylegan2"] and "thesis" in train_groups["experiment"]
+    # The default run is experiment=quickstart, which picks the small DCGAN.
+    assert train_groups["model"] == ["dcgan", "dcgan_small*", "ddpm", "mlp", "stylegan2"]
+    assert "thesis" in train_groups["experiment"] and "quickstart*" in train_groups["experiment"]
     assert listed_groups(run_cli("liver-gan-utility", "--help")) == {"classifier": ["small_cnn*"]}
 
 
