@@ -37,10 +37,9 @@ from torch import Tensor, nn
 
 from liver_gan.config import Conditioning
 from liver_gan.errors import LiverGanError
-from liver_gan.models import require_positive
+from liver_gan.models import LEAKY_SLOPE, require_positive
 from liver_gan.models.conditioning import DiscriminatorConditioning, LabelEmbedding, model_classes
 
-LEAKY_SLOPE = 0.2
 # Leaky ReLU halves the variance of a zero-mean input (roughly); sqrt(2) restores it, as He's
 # initialisation does, so that activations keep unit scale through the equalized layers.
 ACTIVATION_GAIN = math.sqrt(2)
