@@ -37,8 +37,9 @@ from omegaconf import DictConfig
 
 from liver_gan.data.dataset import prepare_dataset
 from liver_gan.models import build_gan
-from liver_gan.training.loop import train, train_step
-from liver_gan.training.state import GAN, BatchOrder, ScalarSums
+from liver_gan.training.gan_step import GAN, LOGGED_SCALARS, train_step
+from liver_gan.training.loop import train
+from liver_gan.training.state import BatchOrder, ScalarSums
 from liver_gan.training.optim import build_optimizers
 
 from configs import compose_config, workdir_overrides
@@ -118,9 +119,9 @@ def liver_gan_loop(cfg: DictConfig, images: torch.Tensor, autocast: bool = False
     """``fit``'s inner loop from loop.py on ``images``, without the progress bar and TensorBoard writes."""
     torch.manual_seed(cfg.seed)
     generator, discriminator = build_gan(cfg)
-    gan = GAN(generator, discriminator, *build_optimizers(cfg.optimizer, generator, discriminator, CPU))
+    gan = GAN(generator, discriminator, *build_optimizers(cfg.optimizer, generator, discriminator, CPU), cfg.loss)
     order = BatchOrder(len(images), cfg.trainer.batch_size, cfg.seed, CPU)
-    window = ScalarSums(CPU)
+    window = ScalarSums(LOGGED_SCALARS, CPU)
     autocast_mode = torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast)
     log_every = cfg.trainer.log_every
 

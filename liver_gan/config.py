@@ -299,12 +299,19 @@ class ADAConfig(DiffAugmentConfig):
 class TrainerConfig:
     epochs: int = 20
     max_steps: Optional[int] = None
+    # Stop after this many minutes of training, then evaluate and checkpoint as at any end (SLURM
+    # time limits, "30 minutes each" comparisons); None: no time budget.
+    max_minutes: Optional[float] = None
     batch_size: int = 64
     log_every: int = 50  # TensorBoard scalars every this many steps, and at the last step
     tick_seconds: float = 30.0  # a progress line (step, kimg, images/s, ETA, memory) this often; 0: every step
     sample_every: int = 5
     checkpoint_every: int = 5
     num_fixed_samples: int = 64
+    # Half-life, in thousands of images, of the generator's exponential moving average
+    # (stylegan2-ada's ema_kimg; it uses 10).  The EMA copy draws the sample grids and serves
+    # evaluation and every tool that opens the run.  None: no EMA copy.
+    ema_kimg: Optional[float] = None
     resume: str = "none"  # none | auto | path to a checkpoint
     overwrite: bool = False  # start afresh in a run dir that holds checkpoints, replacing that run
     keep_last_n: Optional[int] = None  # epoch checkpoints kept besides last.pt; None keeps all

@@ -17,8 +17,8 @@ from torch import nn
 from liver_gan.config import DatasetConfig
 from liver_gan.data.dataset import PreparedDataset, prepare_dataset
 from liver_gan.errors import LiverGanError
-from liver_gan.models import build_gan
-from liver_gan.training.checkpoint import last_checkpoint, load_checkpoint
+from liver_gan.models import build_generator
+from liver_gan.training.checkpoint import EMA_KEY, last_checkpoint, load_checkpoint
 
 
 def find_checkpoint(run_dir_or_file: Path) -> Path:
@@ -33,11 +33,15 @@ def find_checkpoint(run_dir_or_file: Path) -> Path:
 
 
 def load_generator(run_dir_or_file: Path, device: torch.device) -> tuple[nn.Module, DictConfig]:
-    """The trained generator of a run (eval mode, on ``device``) and the run's validated config."""
+    """The trained generator of a run (eval mode, on ``device``) and the run's validated config.
+
+    The generator is a GAN's G or a diffusion model; its EMA copy when the run kept one
+    (``trainer.ema_kimg``).
+    """
     state = load_checkpoint(find_checkpoint(run_dir_or_file))
     cfg = state["config"]
-    generator, _ = build_gan(cfg)
-    generator.load_state_dict(state["generator"])
+    generator = build_generator(cfg)
+    generator.load_state_dict(state[EMA_KEY] if EMA_KEY in state else state["generator"])
     return generator.to(device).eval(), cfg
 
 

@@ -201,8 +201,8 @@ def test_model_ddpm_composes_into_the_monai_model_it_names(compose_config: Compo
         compose_config(["model=ddpm", "model.latent_dim=64"])  # a GAN option, not a diffusion one
 
 
-def test_the_gan_tools_refuse_a_diffusion_model_in_one_line(compose_config: Compose) -> None:
-    with pytest.raises(LiverGanError, match="issue 15") as error:
+def test_build_gan_refuses_a_diffusion_model_in_one_line(compose_config: Compose) -> None:
+    with pytest.raises(LiverGanError, match="builds a diffusion model, not a GAN") as error:
         build_gan(compose_config(["model=ddpm"]))
     assert "\n" not in str(error.value)
 

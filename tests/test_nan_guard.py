@@ -15,7 +15,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-import liver_gan.training.loop as loop
+import liver_gan.training.gan_step as gan_step
 from liver_gan.cli.train import train_task
 from liver_gan.training.checkpoint import load_checkpoint
 from liver_gan.training.loop import TrainingDiverged, train
@@ -60,14 +60,14 @@ def steps_per_epoch(run_dir: Path) -> int:
 @pytest.fixture
 def nan_loss(monkeypatch: pytest.MonkeyPatch) -> None:
     """G's loss turns NaN from step NAN_FROM_STEP on (and, through G's weights, D's too)."""
-    real_loss = loop.generator_loss
+    real_loss = gan_step.generator_loss
     calls = itertools.count(1)
 
     def loss(*args: Any) -> torch.Tensor:
         value = real_loss(*args)
         return value * math.nan if next(calls) >= NAN_FROM_STEP else value
 
-    monkeypatch.setattr(loop, "generator_loss", loss)
+    monkeypatch.setattr(gan_step, "generator_loss", loss)
 
 
 @pytest.fixture
@@ -119,16 +119,16 @@ def test_non_finite_weights_are_never_checkpointed(
     """Even with finite losses, a checkpoint of infinite weights is refused.  BatchNorm's running
     variance is a buffer, not a parameter, and the losses (batch statistics in train mode) stay
     finite, so only the weight check can catch it."""
-    real_step = loop.train_step
+    real_step = gan_step.train_step
     calls = itertools.count(1)
 
-    def step(gan: loop.GAN, *args: Any) -> torch.Tensor:
+    def step(gan: gan_step.GAN, *args: Any) -> torch.Tensor:
         values = real_step(gan, *args)
         if next(calls) == NAN_FROM_STEP:
             corrupt(gan.generator).fill_(math.inf)
         return values
 
-    monkeypatch.setattr(loop, "train_step", step)
+    monkeypatch.setattr(gan_step, "train_step", step)
     with pytest.raises(TrainingDiverged, match=f"by step {NAN_FROM_STEP} \\(non-finite weights\\)"):
         train(task_config(compose_run(*model, f"trainer.max_steps={NAN_FROM_STEP}")), tmp_path)
     last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")

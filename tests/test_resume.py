@@ -13,9 +13,9 @@ import torch
 from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import liver_gan.training.loop as loop
+import liver_gan.training.gan_step as gan_step
 from liver_gan.errors import LiverGanError
-from liver_gan.training.checkpoint import load_checkpoint
+from liver_gan.training.checkpoint import EMA_KEY, load_checkpoint
 from liver_gan.training.loop import train
 
 Compose = Callable[..., DictConfig]
@@ -82,7 +82,7 @@ def uninterrupted(train_config: Compose, tmp_path_factory: pytest.TempPathFactor
 
 
 def kill_at_call(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
-    real_step: Callable[..., torch.Tensor] = loop.train_step
+    real_step: Callable[..., torch.Tensor] = gan_step.train_step
     calls = iter(range(1, 10**6))
 
     def step(*args: Any) -> torch.Tensor:
@@ -90,7 +90,7 @@ def kill_at_call(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
             raise Killed
         return real_step(*args)
 
-    monkeypatch.setattr(loop, "train_step", step)
+    monkeypatch.setattr(gan_step, "train_step", step)
 
 
 def test_a_killed_run_resumes_to_the_uninterrupted_result(
@@ -110,6 +110,28 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(
     assert metrics["steps"] == reference["step"]
     assert_same_state(load_checkpoint(tmp_path / "checkpoints" / "last.pt"), reference)
     assert logged_losses(tmp_path) == logged_losses(uninterrupted)
+
+
+def test_a_killed_run_with_an_ema_copy_resumes_exactly(
+    train_config: Compose, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both copies of the generator are checkpointed and restored: the resumed EMA copy is the
+    uninterrupted run's, bit for bit."""
+    ema = "trainer.ema_kimg=0.01"
+    train(train_config(ema), tmp_path / "uninterrupted")
+    with monkeypatch.context() as patch:
+        kill_at_call(patch, KILLED_AT_CALL)
+        with pytest.raises(Killed):
+            train(train_config(ema), tmp_path / "killed")
+    time.sleep(1.1)
+    train(train_config(ema), tmp_path / "killed")
+
+    reference = load_checkpoint(tmp_path / "uninterrupted" / "checkpoints" / "last.pt")
+    resumed = load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pt")
+    assert_same_state(resumed, reference)
+    assert not all(torch.equal(reference[EMA_KEY][name], tensor) for name, tensor in reference["generator"].items())
+    for name, tensor in reference[EMA_KEY].items():
+        assert torch.equal(resumed[EMA_KEY][name], tensor), f"generator_ema.{name}"
 
 
 def test_a_run_capped_mid_epoch_continues_where_it_stopped(
@@ -133,4 +155,11 @@ def test_resume_from_a_file_refuses_another_model(train_config: Compose, uninter
     checkpoint = uninterrupted / "checkpoints" / "epoch_0001.pt"
     cfg = train_config(f"trainer.resume={checkpoint}", "model.generator_widths=[16]")
     with pytest.raises(LiverGanError, match="resume with the same model"):
+        train(cfg, tmp_path)
+
+
+def test_resume_refuses_to_turn_the_ema_copy_on(train_config: Compose, uninterrupted: Path, tmp_path: Path) -> None:
+    """A checkpoint without an EMA copy cannot continue one exactly."""
+    cfg = train_config(f"trainer.resume={uninterrupted / 'checkpoints' / 'last.pt'}", "trainer.ema_kimg=10")
+    with pytest.raises(LiverGanError, match="resume with the same trainer.ema_kimg"):
         train(cfg, tmp_path)

@@ -6,7 +6,7 @@ only from a registered builder: the ``_target_`` of a model schema (a subclass o
 by adding its schema; a checkpoint's config can name nothing else (issue 11).
 
 The diffusion builder returns one ``DiffusionModel``, which samples like a generator (see
-ddpm.py); the training loop does not run it yet (issue 15).  Every GAN builder (a subclass of
+ddpm.py), built by :func:`build_diffusion`.  Every GAN builder (a subclass of
 :class:`liver_gan.config.ModelConfig`) returns ``(generator, discriminator)``, built by :func:`build_gan`:
 
 - ``generator(z[N, latent_dim], labels[N] | None) -> images[N, 1, R, R]`` in [-1, 1];
@@ -18,14 +18,14 @@ ddpm.py); the training loop does not run it yet (issue 15).  Every GAN builder (
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig
 from torch import nn
 
-from liver_gan.config import BaseModelConfig, ModelConfig, register_configs
+from liver_gan.config import BaseModelConfig, DDPMConfig, ModelConfig, register_configs
 from liver_gan.data.labels import CLASS_NAMES
 from liver_gan.errors import LiverGanError
 
@@ -62,17 +62,36 @@ def require_registered_builder(target: str, where: str) -> type[BaseModelConfig]
     return schemas[target]
 
 
+def is_gan(cfg: DictConfig) -> bool:
+    """Whether ``cfg.model`` builds a GAN (else a diffusion model); only registered builders are accepted."""
+    return issubclass(require_registered_builder(cfg.model._target_, "the config"), ModelConfig)
+
+
 def build_gan(cfg: DictConfig) -> tuple[nn.Module, nn.Module]:
-    """The ``(generator, discriminator)`` of ``cfg.model`` at ``cfg.dataset.resolution``.
+    """The ``(generator, discriminator)`` of ``cfg.model`` at ``cfg.dataset.resolution``."""
+    if not is_gan(cfg):
+        raise LiverGanError(f"model._target_={cfg.model._target_} builds a diffusion model, not a GAN; use build_diffusion")
+    return _instantiate(cfg)
+
+
+def build_diffusion(cfg: DictConfig) -> nn.Module:
+    """The ``DiffusionModel`` of ``cfg.model`` at ``cfg.dataset.resolution``."""
+    if not issubclass(require_registered_builder(cfg.model._target_, "the config"), DDPMConfig):
+        raise LiverGanError(f"model._target_={cfg.model._target_} builds a GAN, not a diffusion model; use build_gan")
+    return _instantiate(cfg)
+
+
+def build_generator(cfg: DictConfig) -> nn.Module:
+    """The network that draws a run's images: a GAN's generator, or the diffusion model itself."""
+    return build_gan(cfg)[0] if is_gan(cfg) else build_diffusion(cfg)
+
+
+def _instantiate(cfg: DictConfig) -> Any:
+    """``cfg.model``'s builder called with the size and class count.
 
     A builder's own :class:`LiverGanError` (a bad size for this family) reaches the user as it
     is, not wrapped in Hydra's "Error in call to target".
     """
-    if not issubclass(require_registered_builder(cfg.model._target_, "the config"), ModelConfig):
-        raise LiverGanError(
-            f"model._target_={cfg.model._target_} builds a diffusion model, not a GAN; the training loop and the "
-            "tools on its runs do not run it yet (issue 15): use model=dcgan or model=mlp"
-        )
     num_classes = len(CLASS_NAMES) if cfg.model.conditional else 0
     try:
         return instantiate(cfg.model, resolution=cfg.dataset.resolution, num_classes=num_classes)

@@ -1,9 +1,12 @@
 """Training checkpoints: the format, writing and reading it, and the checks and restore of a resume.
 
-A checkpoint is one dict saved atomically with :func:`torch.save`: the generator and discriminator,
-both optimizers, ``epoch`` (epochs completed) and ``step``, every random stream (``rng``), the fixed
-noise (and labels) of the sample grids, the resolved config as plain containers and the dataset
-key; ``liver-gan-train`` adds what it needs to continue exactly (``RESUME_KEYS``).  It holds only
+A checkpoint is one dict saved atomically with :func:`torch.save`: the ``generator`` (a GAN's G,
+or the diffusion model), ``epoch`` (epochs completed) and ``step``, every random stream (``rng``),
+the fixed noise (and labels) of the sample grids, the resolved config as plain containers and the
+dataset key (``CHECKPOINT_KEYS``); the family's other networks and its optimizers under their own
+keys (a GAN's ``discriminator``, ``optimizer_g`` and ``optimizer_d``; a diffusion model's
+``optimizer``); ``generator_ema``, the EMA copy, when ``trainer.ema_kimg`` is set; and what
+``liver-gan-train`` needs to continue exactly (``RESUME_KEYS``).  It holds only
 tensors and plain Python values, so it loads with ``weights_only=True``.
 
 Checkpoints are shared, so opening one must never run anything (issue 11): ``weights_only``
@@ -30,15 +33,14 @@ from liver_gan.config import TrainConfig
 from liver_gan.errors import LiverGanError
 from liver_gan.models import require_registered_builder
 from liver_gan.training.seeding import restore_rng_state, rng_state
-from liver_gan.training.state import GAN, BatchOrder, FixedSamples, Progress
+from liver_gan.training.ema import GeneratorEMA
+from liver_gan.training.family import Family
+from liver_gan.training.state import BatchOrder, FixedSamples, Progress
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_KEYS = (
     "generator",
-    "discriminator",
-    "optimizer_g",
-    "optimizer_d",
     "epoch",
     "step",
     "rng",
@@ -60,7 +62,9 @@ RESUME_MUST_MATCH = (
     "seed",
     "trainer.batch_size",
     "trainer.num_fixed_samples",
+    "trainer.ema_kimg",  # the EMA copy is in the checkpoint exactly when it is set
 )
+EMA_KEY = "generator_ema"
 # Hydra's instantiate keys; a saved config holds them only where liver-gan wrote them.
 INSTANTIATE_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
 SAVED_TARGETS = ("model._target_", "optimizer._target_")
@@ -173,7 +177,8 @@ def _leaves(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 def write_checkpoint(
     cfg: DictConfig,
-    gan: GAN,
+    family: Family,
+    ema: GeneratorEMA | None,
     batches: BatchOrder,
     fixed: FixedSamples,
     progress: Progress,
@@ -183,10 +188,9 @@ def write_checkpoint(
     """checkpoints/last.pt, plus epoch_XXXX.pt at an epoch's end (the newest ``trainer.keep_last_n``)."""
     epochs, rest = divmod(progress.step, batches.steps_per_epoch)
     state = {
-        "generator": gan.generator.state_dict(),
-        "discriminator": gan.discriminator.state_dict(),
-        "optimizer_g": gan.optimizer_g.state_dict(),
-        "optimizer_d": gan.optimizer_d.state_dict(),
+        **{key: network.state_dict() for key, network in family.networks().items()},
+        **{key: optimizer.state_dict() for key, optimizer in family.optimizers().items()},
+        **({} if ema is None else {EMA_KEY: ema.state_dict()}),
         "epoch": epochs,
         "step": progress.step,
         "rng": {**rng_state(batches.device), "batch_order": batches.state()},
@@ -262,14 +266,22 @@ def check_dataset(state: dict[str, Any], dataset_key: str, path: Path) -> None:
 
 
 def restore(
-    state: dict[str, Any], gan: GAN, batches: BatchOrder, progress: Progress, columns: int, path: Path
+    state: dict[str, Any],
+    family: Family,
+    ema: GeneratorEMA | None,
+    batches: BatchOrder,
+    progress: Progress,
+    columns: int,
+    path: Path,
 ) -> FixedSamples:
     """Load ``state`` into the networks, optimizers, random streams and ``progress``; return its fixed noise."""
     device = batches.device
-    gan.generator.load_state_dict(state["generator"])
-    gan.discriminator.load_state_dict(state["discriminator"])
-    load_optimizer_state(gan.optimizer_g, state["optimizer_g"], "optimizer_g")
-    load_optimizer_state(gan.optimizer_d, state["optimizer_d"], "optimizer_d")
+    for key, network in family.networks().items():
+        network.load_state_dict(state[key])
+    for key, optimizer in family.optimizers().items():
+        load_optimizer_state(optimizer, state[key], key)
+    if ema is not None:
+        ema.load_state_dict(state[EMA_KEY])
     restore_rng_state(state["rng"], device)
     batches.load_state(state["rng"]["batch_order"])
     progress.step = state["step"]

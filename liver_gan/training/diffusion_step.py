@@ -11,16 +11,25 @@ classifier-free guidance needs at sampling time.
 Random draws, in this order: timesteps, noise, then the label-dropout mask.  They come from
 ``generator`` when one is given (it must live on the batch's device), else from the global RNG,
 whose state the training loop's checkpoints already carry.
+
+The run around the step (data, logging, checkpoints, evaluation) is the shared loop's
+(``liver_gan/training/loop.py``); :class:`Diffusion` is this family's part of it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from omegaconf import DictConfig
+from torch import Tensor, nn
 
 from liver_gan.config import Prediction
+from liver_gan.errors import LiverGanError
+from liver_gan.models import build_diffusion
 from liver_gan.models.ddpm import DiffusionModel
+from liver_gan.training.optim import build_optimizer
 
 LOGGED_SCALARS = ("loss/diffusion",)
 
@@ -62,3 +71,42 @@ def train_step(
     loss.backward()
     optimizer.step()
     return loss.detach()[None]
+
+
+@dataclass
+class Diffusion:
+    """A diffusion model being trained, with its optimizer (:class:`liver_gan.training.family.Family`).
+
+    ``generator`` is the model itself: it samples like a GAN's generator (``models/ddpm.py``).
+    """
+
+    generator: DiffusionModel
+    optimizer: torch.optim.Optimizer
+    logged_scalars: tuple[str, ...] = LOGGED_SCALARS
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimizer": self.optimizer}
+
+    def learning_rates(self) -> dict[str, float]:
+        return {"lr": self.optimizer.param_groups[0]["lr"]}
+
+    def step(self, real: Tensor, labels: Tensor | None, autocast: torch.autocast) -> Tensor:
+        return train_step(self.generator, self.optimizer, real, labels, autocast)
+
+
+def check_options(cfg: DictConfig) -> None:
+    """Options of the GAN groups that mean nothing here and would be silently ignored."""
+    if cfg.optimizer.d_lr is not None:
+        raise LiverGanError(
+            f"optimizer.d_lr={cfg.optimizer.d_lr} is a discriminator's learning rate and model=ddpm has none; "
+            "set optimizer.lr and leave optimizer.d_lr=null"
+        )
+
+
+def build_training(cfg: DictConfig, device: torch.device) -> Diffusion:
+    """``cfg``'s diffusion model on ``device``, with its optimizer; a bad U-Net option fails here."""
+    model = build_diffusion(cfg).to(device)
+    return Diffusion(model, build_optimizer(cfg.optimizer, model, cfg.optimizer.lr, device))

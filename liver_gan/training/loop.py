@@ -1,19 +1,23 @@
-"""The training loop: a composed config in; a trained GAN, TensorBoard logs, checkpoints and metrics out.
+"""The training loop: a composed config in; a trained model, TensorBoard logs, checkpoints and metrics out.
 
-One step, as in PyTorch's DCGAN example:
+The loop is the same for every model family: the run dir, the data, logging and progress ticks,
+TensorBoard, checkpoints and exact resume, the NaN guard, the time budget, fixed-noise sample
+grids, the generator's EMA copy and the final evaluation.  What differs per family, its networks
+and one training step, is a :class:`~liver_gan.training.family.Family` from its own module
+(``gan_step.py`` for mlp/dcgan/stylegan2, ``diffusion_step.py`` for ddpm).
 
-1. G draws a fake batch from z ~ N(0, I), with the real batch's labels when conditional;
-2. D learns to tell the real batch from the fake one, detached so that D's backward stops at D;
-3. G learns to fool the updated D on the *same* fake batch.  G has not changed since it drew the
-   batch, so its graph is still exact and a second G forward would be wasted.  D is frozen for
-   this backward, so no D weight gradients are computed.  A BatchNorm D thus sees the fake batch
-   in train mode twice per step, as in the DCGAN example.
+With ``trainer.ema_kimg`` set, an exponential moving average of the generator
+(:class:`~liver_gan.training.ema.GeneratorEMA`) is updated after every step; it draws the sample
+grids and is what the evaluation (and every tool that opens the run) measures.
+
+``trainer.max_minutes`` stops training once that much training time has passed; the run then
+samples, checkpoints and evaluates as at any other end.  metrics.json's ``stop_reason`` says what
+ended training: ``epochs``, ``max_steps``, ``max_minutes`` or ``diverged``.
 
 Speed (issue 6): the training set is one tensor on the device and batches are drawn by index;
-the optimizers are fused where torch can; gradients are freed, not zeroed; a D without BatchNorm
-judges the real and the fake batch in one call (losses.py); and the logged scalars
-are summed on the device and read only every ``trainer.log_every`` steps and at each progress tick
-(``trainer.tick_seconds``), so a step never waits for the device.  Hence non-finite losses are
+the optimizers are fused where torch can; and the logged scalars are summed on the device and
+read only every ``trainer.log_every`` steps and at each progress tick (``trainer.tick_seconds``),
+so a step never waits for the device.  Hence non-finite losses are
 detected at log steps, at ticks, at epoch ends and before every checkpoint, and a diverged run never
 overwrites its last good checkpoint.
 
@@ -42,10 +46,8 @@ from liver_gan.data.summary import write_dataset_summary
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
 from liver_gan.images import image_grid, write_grid_png
-from liver_gan.losses import check_loss_options, discriminator_loss, generator_loss
 from liver_gan.metrics.evaluate import check_eval_data, check_eval_options, evaluate_generator
 from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
-from liver_gan.models import build_gan
 from liver_gan.training.checkpoint import (
     check_dataset,
     check_resumable,
@@ -54,8 +56,9 @@ from liver_gan.training.checkpoint import (
     resume_checkpoint,
     write_checkpoint,
 )
-from liver_gan.progress import tick_seconds
-from liver_gan.training.optim import build_optimizers
+from liver_gan.progress import format_duration, tick_seconds
+from liver_gan.training.ema import GeneratorEMA
+from liver_gan.training.family import Family, build_family, family_module
 from liver_gan.training.progress import TrainingTicks, log_result
 from liver_gan.training.run_dir import (
     hold_run_dir,
@@ -64,7 +67,7 @@ from liver_gan.training.run_dir import (
     remove_stale_temporaries,
 )
 from liver_gan.training.seeding import seed_everything
-from liver_gan.training.state import GAN, BatchOrder, FixedSamples, Progress, ScalarSums
+from liver_gan.training.state import BatchOrder, FixedSamples, Progress, ScalarSums
 from liver_gan.training.tensorboard import TensorBoardLogger
 
 log = logging.getLogger(__name__)
@@ -75,7 +78,7 @@ class TrainingDiverged(LiverGanError):
 
 
 def train(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Train ``cfg``'s GAN in ``run_dir`` and return the final metrics, also written to metrics.json.
+    """Train ``cfg``'s model in ``run_dir`` and return the final metrics, also written to metrics.json.
 
     Nothing is written into ``run_dir`` before the run has passed every check: the options, the
     model's shapes and, when resuming, the checkpoint (its config before the dataset build, its
@@ -87,7 +90,7 @@ def train(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None] | None = 
     run_dir = Path(run_dir)
     device = resolve_device(cfg.trainer.device)
     check_trainer_options(cfg, device)
-    check_loss_options(cfg.loss)
+    family_module(cfg).check_options(cfg)
     if cfg.eval.enabled:
         check_eval_options(cfg.eval, cfg.dataset)
         check_weights_available(cfg.eval.inception_weights)
@@ -105,18 +108,17 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, on_start: Calla
         saved = load_checkpoint(resume_from)
         check_resumable(saved, cfg, resume_from)
     seed_everything(cfg.seed, cfg.trainer.deterministic)
-    generator, discriminator = build_gan(cfg)  # before the dataset build: a bad size fails at once
+    family = build_family(cfg, device)  # before the dataset build: a bad size fails at once
+    ema = None if cfg.trainer.ema_kimg is None else GeneratorEMA(family.generator, cfg.trainer.ema_kimg)
     dataset = prepare_dataset(cfg.dataset, cfg.seed)
     if cfg.eval.enabled:
         check_eval_data(dataset, cfg.eval)
-    generator, discriminator = generator.to(device), discriminator.to(device)
-    gan = GAN(generator, discriminator, *build_optimizers(cfg.optimizer, generator, discriminator, device))
     batches = BatchOrder(len(dataset.train), cfg.trainer.batch_size, cfg.seed, device)
-    fixed = draw_fixed_samples(cfg, generator.latent_dim, device)
-    progress = Progress(step=0, train_seconds=0.0, window=ScalarSums(device))
+    fixed = draw_fixed_samples(cfg, family.generator.latent_dim, device)
+    progress = Progress(step=0, train_seconds=0.0, window=ScalarSums(family.logged_scalars, device))
     if saved is not None:
         check_dataset(saved, dataset.key, resume_from)
-        fixed = restore(saved, gan, batches, progress, grid_columns(cfg), resume_from)
+        fixed = restore(saved, family, ema, batches, progress, grid_columns(cfg), resume_from)
     elif cfg.trainer.overwrite:
         remove_previous_run(run_dir)
     remove_stale_temporaries(run_dir)
@@ -125,9 +127,8 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, on_start: Calla
     write_dataset_summary(dataset.summary, run_dir)
     total_steps = planned_steps(cfg, batches.steps_per_epoch)
     log.info(
-        "training %s + %s on %d slices (dataset %s) on %s: %d steps, %d epochs of %d steps",
-        type(generator).__name__,
-        type(discriminator).__name__,
+        "training %s on %d slices (dataset %s) on %s: %d steps, %d epochs of %d steps",
+        " + ".join(type(network).__name__ for network in family.networks().values()),
         len(dataset.train),
         dataset.key[:12],
         device,
@@ -138,18 +139,20 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, on_start: Calla
 
     failure: LiverGanError | None = None
     evaluation: dict[str, Any] = {"fid": None}
+    stop_reason = "diverged"
     with TensorBoardLogger(run_dir, purge_step=progress.step + 1 if progress.step else None) as board:
         try:
             if progress.step == 0:
                 board.image("real", image_grid(real_examples(dataset.train, fixed), fixed.columns), 0)
-            fit(cfg, gan, dataset, batches, fixed, progress, board, run_dir)
+            stop_reason = fit(cfg, family, ema, dataset, batches, fixed, progress, board, run_dir)
             if cfg.eval.enabled:
-                evaluation = evaluate_generator(gan.generator, dataset, cfg.eval, run_dir, device, cfg.seed)
+                evaluation = evaluate_generator(sampler(family, ema), dataset, cfg.eval, run_dir, device, cfg.seed)
         except (TrainingDiverged, FIDWeightsUnavailable) as error:
             failure = error
         seconds = progress.train_seconds
         metrics = {
             "status": run_status(failure),
+            "stop_reason": stop_reason,
             "steps": progress.step,
             "epochs": progress.step // batches.steps_per_epoch,
             "train_seconds": seconds,
@@ -168,6 +171,17 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, on_start: Calla
 def planned_steps(cfg: DictConfig, steps_per_epoch: int) -> int:
     """``trainer.epochs`` of steps, or fewer when ``trainer.max_steps`` stops the run earlier."""
     return min(cfg.trainer.epochs * steps_per_epoch, cfg.trainer.max_steps or math.inf)
+
+
+def sampler(family: Family, ema: GeneratorEMA | None) -> nn.Module:
+    """What draws the sample grids and is evaluated: the EMA copy when there is one."""
+    return family.generator if ema is None else ema.module
+
+
+def stop_reason_of(cfg: DictConfig, steps_per_epoch: int) -> str:
+    """What ends a run that trains all its planned steps: ``trainer.max_steps`` or ``trainer.epochs``."""
+    capped = cfg.trainer.max_steps is not None and cfg.trainer.max_steps < cfg.trainer.epochs * steps_per_epoch
+    return "max_steps" if capped else "epochs"
 
 
 def last_sample_grid(run_dir: Path) -> Path | None:
@@ -194,6 +208,10 @@ def check_trainer_options(cfg: DictConfig, device: torch.device) -> None:
         raise LiverGanError(f"trainer.tick_seconds={trainer.tick_seconds} must be at least 0 (0: a line every step)")
     if trainer.max_steps is not None and trainer.max_steps < 1:
         raise LiverGanError(f"trainer.max_steps={trainer.max_steps} must be at least 1, or null for no cap")
+    if trainer.max_minutes is not None and trainer.max_minutes <= 0:
+        raise LiverGanError(f"trainer.max_minutes={trainer.max_minutes} must be positive, or null for no time budget")
+    if trainer.ema_kimg is not None and trainer.ema_kimg <= 0:
+        raise LiverGanError(f"trainer.ema_kimg={trainer.ema_kimg} must be positive (stylegan2-ada uses 10), or null for no EMA")
     if trainer.keep_last_n is not None and trainer.keep_last_n < 0:
         raise LiverGanError(f"trainer.keep_last_n={trainer.keep_last_n} must be at least 0, or null to keep every epoch checkpoint")
     if trainer.amp and device.type != "cuda":
@@ -257,95 +275,88 @@ def real_examples(train: SliceSet, fixed: FixedSamples) -> Tensor:
 
 def fit(
     cfg: DictConfig,
-    gan: GAN,
+    family: Family,
+    ema: GeneratorEMA | None,
     dataset: PreparedDataset,
     batches: BatchOrder,
     fixed: FixedSamples,
     progress: Progress,
     board: TensorBoardLogger,
     run_dir: Path,
-) -> None:
-    """Train from ``progress.step`` to the last step, logging, sampling and checkpointing on the way."""
+) -> str:
+    """Train from ``progress.step`` to the last step or the time budget, logging, sampling and
+    checkpointing on the way; returns the stop reason."""
     trainer = cfg.trainer
     device = batches.device
     images = dataset.train.images.to(device)
     labels = dataset.train.labels.to(device) if cfg.model.conditional else None
     steps_per_epoch = batches.steps_per_epoch
     total_steps = planned_steps(cfg, steps_per_epoch)
-    if progress.step >= total_steps:
+    budget = math.inf if trainer.max_minutes is None else trainer.max_minutes * 60
+    if progress.step >= total_steps or progress.train_seconds >= budget:
         log.info("nothing left to train: the checkpoint is at step %d of %d", progress.step, total_steps)
-        return
+        return stop_reason_of(cfg, steps_per_epoch) if progress.step >= total_steps else "max_minutes"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(trainer.amp))
-    tick_sums = ScalarSums(device)  # the scalars since the last tick line
+    tick_sums = ScalarSums(family.logged_scalars, device)  # the scalars since the last tick line
     train_seconds_before, session_start = progress.train_seconds, time.perf_counter()
     window_start, window_images = session_start, 0
     ticks = TrainingTicks(total_steps, progress.step, steps_per_epoch, device)
+    out_of_time = False
     with logging_redirect_tqdm(), ticks:
-        while progress.step < total_steps:
+        while progress.step < total_steps and not out_of_time:
             epoch, skip = divmod(progress.step, steps_per_epoch)
             for indices in batches.epoch(skip):
                 batch_labels = None if labels is None else labels[indices]
-                values = train_step(gan, cfg.loss, images[indices], batch_labels, autocast)
+                values = family.step(images[indices], batch_labels, autocast)
+                if ema is not None:
+                    ema.update(family.generator, len(indices))
                 progress.window.add(values)
                 tick_sums.add(values)
                 progress.step += 1
                 window_images += len(indices)
                 ticks.advance(len(indices))
+                out_of_time = train_seconds_before + time.perf_counter() - session_start >= budget
+                last = progress.step == total_steps or out_of_time
                 on_cadence = progress.step % trainer.log_every == 0
                 # The last step is always logged, so that the curves reach the end of the run.
-                if on_cadence or progress.step == total_steps:
+                if on_cadence or last:
                     now = time.perf_counter()
-                    log_scalars(board, gan, progress, window_images / (now - window_start), reset=on_cadence)
+                    log_scalars(board, family, progress, window_images / (now - window_start), reset=on_cadence)
                     window_start, window_images = now, 0
-                if ticks.due(progress.step):
+                if ticks.due(progress.step) or out_of_time:
                     kimg = batches.images_seen(progress.step) / 1000
                     ticks.tick(progress.step, kimg, check_finite(tick_sums.means(), progress))
                     tick_sums.reset()
-                if progress.step == total_steps:
+                if last:
                     break
             progress.train_seconds = train_seconds_before + time.perf_counter() - session_start
             epoch_done = progress.step % steps_per_epoch == 0
             check_finite(tick_sums.means(), progress)
-            final = progress.step == total_steps
+            final = progress.step == total_steps or out_of_time
             sample = final or (epoch_done and (epoch + 1) % trainer.sample_every == 0)
             checkpoint = final or (epoch_done and (epoch + 1) % trainer.checkpoint_every == 0)
             if sample or checkpoint:
-                check_weights(gan, progress)
+                check_weights(family, ema, progress)
             if sample:
-                write_samples(board, gan.generator, fixed, progress.step, steps_per_epoch, run_dir)
+                write_samples(board, sampler(family, ema), fixed, progress.step, steps_per_epoch, run_dir)
             if checkpoint:
                 # Events up to this step must be on disk before a checkpoint claims them (resume purges later ones).
                 board.flush()
-                write_checkpoint(cfg, gan, batches, fixed, progress, dataset.key, run_dir)
-
-
-def train_step(
-    gan: GAN, loss_cfg: DictConfig, real: Tensor, labels: Tensor | None, autocast: torch.autocast
-) -> Tensor:
-    """One D step and one G step on one batch; returns the logged scalars as one device tensor."""
-    z = torch.randn(real.shape[0], gan.generator.latent_dim, device=real.device)
-    with autocast:
-        fake = gan.generator(z, labels)
-        d_loss, real_logits, fake_logits = discriminator_loss(loss_cfg, gan.discriminator, real, fake.detach(), labels)
-    gan.optimizer_d.zero_grad(set_to_none=True)
-    d_loss.backward()
-    gan.optimizer_d.step()
-
-    gan.discriminator.requires_grad_(False)
-    with autocast:
-        g_loss = generator_loss(loss_cfg, gan.discriminator(fake, labels))
-    gan.optimizer_g.zero_grad(set_to_none=True)
-    g_loss.backward()
-    gan.optimizer_g.step()
-    gan.discriminator.requires_grad_(True)
-    # D(x) and D(G(z)) are shown as probabilities, whatever the loss.
-    return torch.stack(
-        [d_loss.detach(), g_loss.detach(), real_logits.sigmoid().mean(), fake_logits.sigmoid().mean()]
-    ).float()
+                write_checkpoint(cfg, family, ema, batches, fixed, progress, dataset.key, run_dir)
+    if out_of_time and progress.step < total_steps:
+        log.info(
+            "trainer.max_minutes=%s: stopped after %s of training, at step %d of %d",
+            trainer.max_minutes,
+            format_duration(progress.train_seconds),
+            progress.step,
+            total_steps,
+        )
+        return "max_minutes"
+    return stop_reason_of(cfg, steps_per_epoch)
 
 
 def log_scalars(
-    board: TensorBoardLogger, gan: GAN, progress: Progress, images_per_second: float, reset: bool
+    board: TensorBoardLogger, family: Family, progress: Progress, images_per_second: float, reset: bool
 ) -> dict[str, float]:
     """Write the window's means (after the divergence check), learning rates and speed.
 
@@ -357,8 +368,7 @@ def log_scalars(
     board.scalars(
         {
             **means,
-            "lr/G": gan.optimizer_g.param_groups[0]["lr"],
-            "lr/D": gan.optimizer_d.param_groups[0]["lr"],
+            **family.learning_rates(),
             "speed/images_per_second": images_per_second,
         },
         progress.step,
@@ -376,10 +386,11 @@ def check_finite(means: dict[str, float], progress: Progress) -> dict[str, float
     return means
 
 
-def check_weights(gan: GAN, progress: Progress) -> None:
+def check_weights(family: Family, ema: GeneratorEMA | None, progress: Progress) -> None:
     """Before anything is written from the networks: every weight and buffer (BatchNorm's running
-    statistics) is finite."""
-    tensors = [*gan.generator.state_dict().values(), *gan.discriminator.state_dict().values()]
+    statistics) is finite, the EMA copy's too."""
+    networks = [*family.networks().values(), *([] if ema is None else [ema.module])]
+    tensors = [tensor for network in networks for tensor in network.state_dict().values()]
     if not torch.stack([tensor.isfinite().all() for tensor in tensors]).all():
         raise diverged(progress, "non-finite weights")
 
@@ -401,9 +412,10 @@ def write_samples(
     board: TensorBoardLogger, generator: nn.Module, fixed: FixedSamples, step: int, steps_per_epoch: int, run_dir: Path
 ) -> None:
     """The fixed-noise grid, to TensorBoard ("samples") and to samples/epoch_XXXX.png (step_XXXXXXX.png mid-epoch)."""
+    was_training = generator.training
     generator.eval()
     grid = image_grid(generator(fixed.noise, fixed.labels), fixed.columns)
-    generator.train()
+    generator.train(was_training)
     board.image("samples", grid, step)
     epochs, rest = divmod(step, steps_per_epoch)
     name = f"epoch_{epochs:04d}.png" if rest == 0 else f"step_{step:07d}.png"

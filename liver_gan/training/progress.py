@@ -114,9 +114,10 @@ def memorisation_flag(metrics: Mapping[str, Any]) -> str | None:
 
 def result_lines(metrics: Mapping[str, Any], run_dir: Path, last_grid: Path | None) -> list[str]:
     """The run's outcome, its headline metrics and where to look: what :func:`log_result` logs."""
+    budget = "; stopped by trainer.max_minutes" if metrics.get("stop_reason") == "max_minutes" else ""
     lines = [
         f"result: {metrics['status']} after {metrics['steps']} steps ({metrics['epochs']} epochs, "
-        f"{format_duration(metrics['train_seconds'])} of training)"
+        f"{format_duration(metrics['train_seconds'])} of training{budget})"
     ]
     if "num_fake" in metrics:
         kid = metrics.get("kid_mean")

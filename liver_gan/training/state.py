@@ -1,5 +1,6 @@
-"""What a training run holds while it runs: the networks and their optimizers, the fixed noise of
-the sample grids, the batch order, the running sums of the logged scalars and the progress.
+"""What a training run holds while it runs, whatever the model family: the fixed noise of the sample
+grids, the batch order, the running sums of the logged scalars and the progress.  The networks
+and optimizers are the family's (:mod:`liver_gan.training.family`).
 
 All of it goes into checkpoints (:mod:`liver_gan.training.checkpoint`) and comes back on resume.
 """
@@ -12,17 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from torch import Tensor, nn
-
-LOGGED_SCALARS = ("loss/D", "loss/G", "D(x)", "D(G(z))")
-
-
-@dataclass
-class GAN:
-    generator: nn.Module
-    discriminator: nn.Module
-    optimizer_g: torch.optim.Optimizer
-    optimizer_d: torch.optim.Optimizer
+from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -69,13 +60,15 @@ class BatchOrder:
 
 
 class ScalarSums:
-    """Running sums of the logged scalars, kept on the training device.
+    """Running sums of the logged scalars ``names`` (a family's training step returns their values),
+    kept on the training device.
 
     Adding never waits for the device; :meth:`means` does, once per read.
     """
 
-    def __init__(self, device: torch.device) -> None:
-        self.sums = torch.zeros(len(LOGGED_SCALARS), device=device)
+    def __init__(self, names: tuple[str, ...], device: torch.device) -> None:
+        self.names = names
+        self.sums = torch.zeros(len(names), device=device)
         self.count = 0
 
     def add(self, values: Tensor) -> None:
@@ -83,7 +76,7 @@ class ScalarSums:
         self.count += 1
 
     def means(self) -> dict[str, float]:
-        return dict(zip(LOGGED_SCALARS, (self.sums / max(self.count, 1)).tolist()))
+        return dict(zip(self.names, (self.sums / max(self.count, 1)).tolist()))
 
     def reset(self) -> None:
         self.sums.zero_()

@@ -1,0 +1,49 @@
+"""What differs per model family in a training run: the networks and optimizers, and one step.
+
+The shared loop (``liver_gan/training/loop.py``) runs every family the same way: it draws the
+batches, calls :meth:`Family.step`, logs the scalars it returns, samples grids from
+``generator`` (or its EMA copy), checkpoints :meth:`Family.networks` and
+:meth:`Family.optimizers` under their keys, and evaluates.  A family module provides a
+:class:`Family`, ``check_options(cfg)`` (run before anything is built) and
+``build_training(cfg, device)``; :func:`family_module` picks it from the model config's schema.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Protocol
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from liver_gan.models import is_gan
+from liver_gan.training import diffusion_step, gan_step
+
+
+class Family(Protocol):
+    """One family's part of a training run."""
+
+    generator: nn.Module  # what draws images: a GAN's G, or the diffusion model itself
+    logged_scalars: tuple[str, ...]  # the names of the values step() returns
+
+    def networks(self) -> dict[str, nn.Module]:
+        """The trained networks by checkpoint key, ``generator`` among them."""
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimizers by checkpoint key."""
+
+    def learning_rates(self) -> dict[str, float]:
+        """The current learning rates by TensorBoard tag."""
+
+    def step(self, real: Tensor, labels: Tensor | None, autocast: torch.autocast) -> Tensor:
+        """One training step on a real batch; the ``logged_scalars`` as one device tensor."""
+
+
+def family_module(cfg: DictConfig) -> ModuleType:
+    """The module of ``cfg.model``'s family: ``gan_step`` (mlp, dcgan, stylegan2) or ``diffusion_step`` (ddpm)."""
+    return gan_step if is_gan(cfg) else diffusion_step
+
+
+def build_family(cfg: DictConfig, device: torch.device) -> Family:
+    return family_module(cfg).build_training(cfg, device)

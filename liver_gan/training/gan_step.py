@@ -1,0 +1,91 @@
+"""One training step of a GAN (mlp, dcgan, stylegan2), as in PyTorch's DCGAN example:
+
+1. G draws a fake batch from z ~ N(0, I), with the real batch's labels when conditional;
+2. D learns to tell the real batch from the fake one, detached so that D's backward stops at D;
+3. G learns to fool the updated D on the *same* fake batch.  G has not changed since it drew the
+   batch, so its graph is still exact and a second G forward would be wasted.  D is frozen for
+   this backward, so no D weight gradients are computed.  A BatchNorm D thus sees the fake batch
+   in train mode twice per step, as in the DCGAN example.
+
+Speed (issue 6): gradients are freed, not zeroed; a D without BatchNorm judges the real and the
+fake batch in one call (losses.py); the logged scalars stay on the device.
+
+The run around the step (data, logging, checkpoints, evaluation) is the shared loop's
+(``liver_gan/training/loop.py``); this module is the GAN family's part of it
+(:class:`liver_gan.training.family.Family`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from liver_gan.losses import check_loss_options, discriminator_loss, generator_loss
+from liver_gan.models import build_gan
+from liver_gan.training.optim import build_optimizers
+
+# D(x) and D(G(z)) are shown as probabilities, whatever the loss.
+LOGGED_SCALARS = ("loss/D", "loss/G", "D(x)", "D(G(z))")
+
+
+@dataclass
+class GAN:
+    """A GAN being trained: both networks, their optimizers and the loss (``cfg.loss``)."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    optimizer_g: torch.optim.Optimizer
+    optimizer_d: torch.optim.Optimizer
+    loss: DictConfig
+    logged_scalars: tuple[str, ...] = LOGGED_SCALARS
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimizer_g": self.optimizer_g, "optimizer_d": self.optimizer_d}
+
+    def learning_rates(self) -> dict[str, float]:
+        return {"lr/G": self.optimizer_g.param_groups[0]["lr"], "lr/D": self.optimizer_d.param_groups[0]["lr"]}
+
+    def step(self, real: Tensor, labels: Tensor | None, autocast: torch.autocast) -> Tensor:
+        return train_step(self, self.loss, real, labels, autocast)
+
+
+def check_options(cfg: DictConfig) -> None:
+    """The GAN options that would fail only after the dataset build."""
+    check_loss_options(cfg.loss)
+
+
+def build_training(cfg: DictConfig, device: torch.device) -> GAN:
+    """``cfg``'s GAN on ``device``, with its optimizers; a bad size fails here."""
+    generator, discriminator = build_gan(cfg)
+    generator, discriminator = generator.to(device), discriminator.to(device)
+    return GAN(generator, discriminator, *build_optimizers(cfg.optimizer, generator, discriminator, device), cfg.loss)
+
+
+def train_step(
+    gan: GAN, loss_cfg: DictConfig, real: Tensor, labels: Tensor | None, autocast: torch.autocast
+) -> Tensor:
+    """One D step and one G step on one batch; returns the logged scalars as one device tensor."""
+    z = torch.randn(real.shape[0], gan.generator.latent_dim, device=real.device)
+    with autocast:
+        fake = gan.generator(z, labels)
+        d_loss, real_logits, fake_logits = discriminator_loss(loss_cfg, gan.discriminator, real, fake.detach(), labels)
+    gan.optimizer_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    gan.optimizer_d.step()
+
+    gan.discriminator.requires_grad_(False)
+    with autocast:
+        g_loss = generator_loss(loss_cfg, gan.discriminator(fake, labels))
+    gan.optimizer_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    gan.optimizer_g.step()
+    gan.discriminator.requires_grad_(True)
+    return torch.stack(
+        [d_loss.detach(), g_loss.detach(), real_logits.sigmoid().mean(), fake_logits.sigmoid().mean()]
+    ).float()
