@@ -26,6 +26,7 @@ from configs import DEFAULT_WORKDIR
 from dataset_build import benchmark_dataset
 from fid import benchmark_against_pytorch_fid, benchmark_fid
 from measure import Section, format_duration, load_average, machine_info
+from quality import benchmark_quality
 from report import results_markdown
 from training import benchmark_training
 
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[Path, bool, int], list[Section]]] = {
     "training": benchmark_training,
     "dataset_build": lambda workdir, quick, repeats: [benchmark_dataset(workdir, quick, repeats)],
     "fid": lambda workdir, quick, repeats: [benchmark_fid(quick, repeats), benchmark_against_pytorch_fid(quick, repeats)],
+    "quality": benchmark_quality,
 }
 
 PREAMBLE = """# Benchmarks

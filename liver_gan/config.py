@@ -223,6 +223,8 @@ class OptimizerConfig:
 class LossConfig:
     name: LossName = MISSING
     gradient_penalty: float = 0.0  # WGAN-GP lambda, or the R1 gamma of nonsaturating
+    # R1 on every n-th D step only, scaled by n (StyleGAN2's lazy regularization uses 16); 1: every step.
+    r1_interval: int = 1
 
 
 @dataclass
@@ -267,9 +269,17 @@ class AugmentOp(str, Enum):
 
 @dataclass
 class AugmentConfig:
-    """``augment=none``: D sees the images as they are."""
+    """``augment=none`` (no ops: D sees the images as they are); the options every augmentation shares.
+
+    A saved ``none`` thus names its empty ``ops``, and a checkpoint's augmentation reloads as it was.
+    """
 
     _target_: str = "liver_gan.augment.Augment"
+    ops: List[AugmentOp] = field(default_factory=list)
+    translation: float = 0.125  # largest shift, as a fraction of the image side
+    cutout: float = 0.5  # side of the cut-out square, as a fraction of the image side
+    brightness: float = 0.25  # largest shift of the [-1, 1] intensities (50 HU at width 400)
+    contrast: float = 0.25  # largest relative change of the contrast around the image mean
 
 
 @dataclass
@@ -279,10 +289,6 @@ class DiffAugmentConfig(AugmentConfig):
     ops: List[AugmentOp] = field(
         default_factory=lambda: [AugmentOp.translation, AugmentOp.cutout, AugmentOp.intensity]
     )
-    translation: float = 0.125  # largest shift, as a fraction of the image side
-    cutout: float = 0.5  # side of the cut-out square, as a fraction of the image side
-    brightness: float = 0.25  # largest shift of the [-1, 1] intensities (50 HU at width 400)
-    contrast: float = 0.25  # largest relative change of the contrast around the image mean
 
 
 @dataclass
@@ -312,6 +318,10 @@ class TrainerConfig:
     # (stylegan2-ada's ema_kimg; it uses 10).  The EMA copy draws the sample grids and serves
     # evaluation and every tool that opens the run.  None: no EMA copy.
     ema_kimg: Optional[float] = None
+    # stylegan2-ada's ema_rampup: the half-life is at most this fraction of the images seen so far,
+    # so that the copy follows the fast early training instead of averaging in the first weights.
+    # None: the half-life is ema_kimg from the first step.
+    ema_rampup: Optional[float] = None
     resume: str = "none"  # none | auto | path to a checkpoint
     overwrite: bool = False  # start afresh in a run dir that holds checkpoints, replacing that run
     keep_last_n: Optional[int] = None  # epoch checkpoints kept besides last.pt; None keeps all
@@ -326,6 +336,8 @@ class TrainConfig:
     model: BaseModelConfig = MISSING
     optimizer: OptimizerConfig = MISSING
     loss: LossConfig = MISSING
+    # D's input augmentation (GANs only); runs saved before the group existed had none.
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     eval: EvalConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     seed: int = 0

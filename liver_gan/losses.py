@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from liver_gan.augment import Augment
 from liver_gan.config import LossConfig, LossName
 from liver_gan.errors import LiverGanError
 from liver_gan.models.stylegan2 import MinibatchStdDev
@@ -36,26 +37,36 @@ LAZY_R1_INTERVAL = 16
 
 
 def discriminator_loss(
-    cfg: LossConfig, discriminator: nn.Module, real: Tensor, fake: Tensor, labels: Tensor | None
+    cfg: LossConfig,
+    discriminator: nn.Module,
+    real: Tensor,
+    fake: Tensor,
+    labels: Tensor | None,
+    augment: Augment | None = None,
+    r1: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """D's loss, gradient penalty included, with the (detached) logits on real and fake images.
 
     ``fake`` must already be detached from G.  In a conditional model it is generated from the
-    same ``labels`` as the real batch, so one label tensor serves both.
+    same ``labels`` as the real batch, so one label tensor serves both.  ``augment`` transforms
+    both batches before D with one draw of its ops; R1's gradient is then taken with respect to
+    the real images before augmentation, as stylegan2-ada does.  ``r1=False`` leaves R1 out (lazy
+    R1 adds it on its own steps: :func:`lazy_r1_penalty`).
     """
     name = LossName(cfg.name)
     weight = check_loss_options(cfg)
     # Under bf16 autocast the fake batch is bf16 and the real one fp32; D casts both back to bf16.
     fake = fake.to(real.dtype)
-    r1 = name is LossName.nonsaturating and weight > 0
-    if r1:
+    with_r1 = name is LossName.nonsaturating and weight > 0 and r1
+    if with_r1:
         real = real.detach().requires_grad_(True)
-    real_logits, fake_logits = _real_and_fake_logits(discriminator, real, fake, labels)
+    seen_real, seen_fake = (real, fake) if augment is None else augment.pair(real, fake)
+    real_logits, fake_logits = _real_and_fake_logits(discriminator, seen_real, seen_fake, labels)
     loss = _discriminator_terms(name, real_logits, fake_logits)
-    if r1:
+    if with_r1:
         loss = loss + weight / 2 * _input_gradients(real_logits, real).square().sum(dim=1).mean()
-    elif weight > 0:
-        loss = loss + weight * _interpolate_penalty(discriminator, real, fake, labels)
+    elif name is LossName.wgan_gp and weight > 0:
+        loss = loss + weight * _interpolate_penalty(discriminator, seen_real, seen_fake, labels)
     return loss, real_logits.detach(), fake_logits.detach()
 
 
@@ -110,6 +121,14 @@ def check_loss_options(cfg: LossConfig) -> float:
         raise LiverGanError(
             f"loss.gradient_penalty={weight} has no effect with loss={name.value}: "
             "set loss.gradient_penalty=0, or use loss=nonsaturating (R1) or loss=wgan_gp"
+        )
+    interval = int(cfg.r1_interval)
+    if interval < 1:
+        raise LiverGanError(f"loss.r1_interval={interval} must be at least 1 (1: R1 on every D step; StyleGAN2 uses 16)")
+    if interval > 1 and not (name is LossName.nonsaturating and weight > 0):
+        raise LiverGanError(
+            f"loss.r1_interval={interval} has no effect without R1: use loss=nonsaturating with "
+            "loss.gradient_penalty > 0, or set loss.r1_interval=1"
         )
     return weight
 

@@ -165,6 +165,7 @@ def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
         ("model._target_", "liver_gan.models.dcgan.torch.load", "model._target_"),
         ("_target_", "os.system", "_target_"),
         ("dataset.window._target_", "os.system", "dataset.window._target_"),
+        ("augment._target_", "os.system", "augment._target_"),
         ("model._args_", ["touch"], "model._args_"),
         ("dataset.root", "${oc.env:HOME}", "dataset.root"),
         ("dataset.resolution", "abc", "dataset.resolution"),

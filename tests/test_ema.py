@@ -62,3 +62,11 @@ def test_the_copy_is_frozen_separate_and_checkpointable() -> None:
 def test_bad_half_life_names_the_option() -> None:
     with pytest.raises(LiverGanError, match="trainer.ema_kimg"):
         GeneratorEMA(tiny_generator(), ema_kimg=0)
+
+
+def test_rampup_caps_the_half_life_at_a_fraction_of_the_images_seen() -> None:
+    """stylegan2-ada's ema_rampup: a plain copy at the first step, the capped half-life early on,
+    ema_kimg once enough images have been seen."""
+    assert ema_beta(32, 10.0, rampup=0.05, images_seen=0) == 0.0
+    assert ema_beta(32, 10.0, rampup=0.05, images_seen=3200) == pytest.approx(0.5 ** (32 / 160))
+    assert ema_beta(32, 10.0, rampup=0.05, images_seen=10**7) == ema_beta(32, 10.0)

@@ -134,6 +134,46 @@ def test_a_killed_run_with_an_ema_copy_resumes_exactly(
         assert torch.equal(resumed[EMA_KEY][name], tensor), f"generator_ema.{name}"
 
 
+def test_a_killed_run_with_ada_lazy_r1_and_an_ema_copy_resumes_exactly(
+    train_config: Compose, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ADA's p and its running sums, the D step count that places lazy R1 and the EMA copy (with
+    its ramp-up) all come back from the checkpoint: the resumed run ends bit for bit where the
+    uninterrupted one does, p included."""
+    options = [
+        "loss=nonsaturating",
+        "loss.gradient_penalty=1",
+        "loss.r1_interval=4",
+        "augment=ada",
+        "augment.ada_kimg=0.01",  # p moves by a whole batch's worth of 0.4 per adjustment
+        "augment.adjust_every=1",
+        "trainer.ema_kimg=0.01",
+        "trainer.ema_rampup=0.05",
+    ]
+    train(train_config(*options), tmp_path / "uninterrupted")
+    with monkeypatch.context() as patch:
+        kill_at_call(patch, KILLED_AT_CALL)
+        with pytest.raises(Killed):
+            train(train_config(*options), tmp_path / "killed")
+    time.sleep(1.1)
+    train(train_config(*options), tmp_path / "killed")
+
+    reference = load_checkpoint(tmp_path / "uninterrupted" / "checkpoints" / "last.pt")
+    resumed = load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pt")
+    assert_same_state(resumed, reference)
+    for name, tensor in reference[EMA_KEY].items():
+        assert torch.equal(resumed[EMA_KEY][name], tensor), f"generator_ema.{name}"
+    ada, resumed_ada = reference["family_state"]["augment"], resumed["family_state"]["augment"]
+    assert ada["p"] > 0, "D overfits a handful of slices: ADA must have raised p"
+    assert torch.equal(resumed_ada["p"], ada["p"]) and torch.equal(resumed_ada["sign_sum"], ada["sign_sum"])
+    assert resumed["family_state"]["d_steps"] == reference["family_state"]["d_steps"] == reference["step"]
+
+
+def test_resume_refuses_another_augmentation(train_config: Compose, uninterrupted: Path, tmp_path: Path) -> None:
+    with pytest.raises(LiverGanError, match="augment"):
+        train(train_config("augment=ada", f"trainer.resume={uninterrupted / 'checkpoints' / 'last.pt'}"), tmp_path)
+
+
 def test_a_run_capped_mid_epoch_continues_where_it_stopped(
     train_config: Compose, uninterrupted: Path, tmp_path: Path
 ) -> None:

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from liver_gan.atomic import atomic_torch_save, atomic_write
-from liver_gan.config import TrainConfig
+from liver_gan.config import ADAConfig, AugmentConfig, TrainConfig
 from liver_gan.errors import LiverGanError
 from liver_gan.models import require_registered_builder
 from liver_gan.training.seeding import restore_rng_state, rng_state
@@ -51,6 +51,9 @@ CHECKPOINT_KEYS = (
 )
 # Written by liver-gan-train beside the documented keys, and needed to continue exactly.
 RESUME_KEYS = ("train_seconds", "log_window")
+# The family's own state (ADA's p, the D step count); checkpoints from before it existed had no
+# augmentation, so they resume without it.
+FAMILY_STATE_KEY = "family_state"
 # Options that must equal the checkpoint's when resuming: they fix the weights' shapes, the
 # optimizer state's meaning, the patient split (which the dataset key does not cover), the
 # batch order and the fixed noise.
@@ -63,11 +66,14 @@ RESUME_MUST_MATCH = (
     "trainer.batch_size",
     "trainer.num_fixed_samples",
     "trainer.ema_kimg",  # the EMA copy is in the checkpoint exactly when it is set
+    "augment",  # ADA's p is only meaningful for the ops it steered
 )
 EMA_KEY = "generator_ema"
 # Hydra's instantiate keys; a saved config holds them only where liver-gan wrote them.
 INSTANTIATE_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
-SAVED_TARGETS = ("model._target_", "optimizer._target_")
+SAVED_TARGETS = ("model._target_", "optimizer._target_", "augment._target_")
+# The augment group's classes, each with its schema: the only augment targets a checkpoint may name.
+AUGMENT_SCHEMAS = {"liver_gan.augment.Augment": AugmentConfig, "liver_gan.augment.AdaptiveAugment": ADAConfig}
 OPTIMIZER_TARGET = re.compile(r"torch\.optim\.[A-Za-z]\w*")
 
 
@@ -127,8 +133,9 @@ def saved_config(raw: Any, path: Path) -> DictConfig:
     """A checkpoint's saved config, checked before anything is built from it.
 
     Refused, in one line naming ``path`` and the key: a ``_target_`` (or other instantiate key)
-    anywhere but ``model._target_`` and ``optimizer._target_``; a model builder that is not
-    liver-gan's; an optimizer outside ``torch.optim``; an interpolation (a saved config is
+    anywhere but ``model._target_``, ``optimizer._target_`` and ``augment._target_``; a model
+    builder that is not liver-gan's; an optimizer outside ``torch.optim``; an augmentation that is
+    not liver_gan.augment's; an interpolation (a saved config is
     resolved); and anything the training schema does not accept.
     """
     if not isinstance(raw, dict):
@@ -146,8 +153,15 @@ def saved_config(raw: Any, path: Path) -> DictConfig:
         raise LiverGanError(
             f"checkpoint {path}: optimizer._target_={optimizer_target!r} is not a torch.optim class; refusing to open it"
         )
+    augment = raw.get("augment", {})
+    augment_target = augment.get("_target_", "liver_gan.augment.Augment") if isinstance(augment, dict) else None
+    if augment_target not in AUGMENT_SCHEMAS:
+        raise LiverGanError(
+            f"checkpoint {path}: augment._target_={augment_target!r} is not one of liver-gan's augmentations; refusing to open it"
+        )
+    typed = {"model": OmegaConf.structured(schema), "augment": OmegaConf.structured(AUGMENT_SCHEMAS[augment_target])}
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), {"model": OmegaConf.structured(schema)}, raw)
+        cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), typed, raw)
     except OmegaConfBaseException as error:
         reason = str(error).splitlines()[0]
         raise LiverGanError(f"checkpoint {path}: config key {error.full_key} does not fit liver-gan's schema ({reason})") from None
@@ -200,6 +214,7 @@ def write_checkpoint(
         "dataset_key": dataset_key,
         "train_seconds": progress.train_seconds,
         "log_window": progress.window.state_dict(),
+        FAMILY_STATE_KEY: family.state_dict(),
     }
     last = last_checkpoint(run_dir)
     if rest == 0:
@@ -282,6 +297,8 @@ def restore(
         load_optimizer_state(optimizer, state[key], key)
     if ema is not None:
         ema.load_state_dict(state[EMA_KEY])
+    if FAMILY_STATE_KEY in state:
+        family.load_state_dict(state[FAMILY_STATE_KEY])
     restore_rng_state(state["rng"], device)
     batches.load_state(state["rng"]["batch_order"])
     progress.step = state["step"]

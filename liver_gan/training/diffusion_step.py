@@ -19,6 +19,7 @@ The run around the step (data, logging, checkpoints, evaluation) is the shared l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +94,15 @@ class Diffusion:
     def learning_rates(self) -> dict[str, float]:
         return {"lr": self.optimizer.param_groups[0]["lr"]}
 
+    def monitored(self) -> dict[str, Tensor]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing beyond the model and its optimizer."""
+
     def step(self, real: Tensor, labels: Tensor | None, autocast: torch.autocast) -> Tensor:
         return train_step(self.generator, self.optimizer, real, labels, autocast)
 
@@ -103,6 +113,11 @@ def check_options(cfg: DictConfig) -> None:
         raise LiverGanError(
             f"optimizer.d_lr={cfg.optimizer.d_lr} is a discriminator's learning rate and model=ddpm has none; "
             "set optimizer.lr and leave optimizer.d_lr=null"
+        )
+    if cfg.augment.ops:
+        raise LiverGanError(
+            f"augment={'/'.join(str(op.value) for op in cfg.augment.ops)} transforms a discriminator's inputs "
+            "and model=ddpm has none; use augment=none"
         )
 
 

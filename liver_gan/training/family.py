@@ -11,7 +11,7 @@ batches, calls :meth:`Family.step`, logs the scalars it returns, samples grids f
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from omegaconf import DictConfig
@@ -35,6 +35,15 @@ class Family(Protocol):
 
     def learning_rates(self) -> dict[str, float]:
         """The current learning rates by TensorBoard tag."""
+
+    def monitored(self) -> dict[str, Tensor]:
+        """Settings the family adapts while it trains (ADA's p), by TensorBoard tag, as device scalars."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resume needs besides the networks and optimizers (checkpoint key ``family_state``)."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s values."""
 
     def step(self, real: Tensor, labels: Tensor | None, autocast: torch.autocast) -> Tensor:
         """One training step on a real batch; the ``logged_scalars`` as one device tensor."""

@@ -7,6 +7,12 @@
    this backward, so no D weight gradients are computed.  A BatchNorm D thus sees the fake batch
    in train mode twice per step, as in the DCGAN example.
 
+D's inputs go through ``augment`` (the ``augment`` group): in the D step real and fake batches
+with one draw of the ops, in the G step the fake batch with a fresh draw, so that G learns through
+the augmentation (Zhao et al. 2020).  ``ada`` watches D's logits on the real batch to steer its
+probability p.  R1 is taken every ``loss.r1_interval``-th D step, scaled by the interval
+(StyleGAN2's lazy regularization), through the augmentation.
+
 Speed (issue 6): gradients are freed, not zeroed; a D without BatchNorm judges the real and the
 fake batch in one call (losses.py); the logged scalars stay on the device.
 
@@ -17,13 +23,17 @@ The run around the step (data, logging, checkpoints, evaluation) is the shared l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from liver_gan.losses import check_loss_options, discriminator_loss, generator_loss
+from liver_gan.augment import AdaptiveAugment, Augment
+from liver_gan.config import LossName
+from liver_gan.losses import check_loss_options, discriminator_loss, generator_loss, lazy_r1_penalty
 from liver_gan.models import build_gan
 from liver_gan.training.optim import build_optimizers
 
@@ -40,6 +50,8 @@ class GAN:
     optimizer_g: torch.optim.Optimizer
     optimizer_d: torch.optim.Optimizer
     loss: DictConfig
+    augment: Augment = field(default_factory=Augment)
+    d_steps: int = 0  # D steps taken, which place lazy R1's steps
     logged_scalars: tuple[str, ...] = LOGGED_SCALARS
 
     def networks(self) -> dict[str, nn.Module]:
@@ -51,6 +63,20 @@ class GAN:
     def learning_rates(self) -> dict[str, float]:
         return {"lr/G": self.optimizer_g.param_groups[0]["lr"], "lr/D": self.optimizer_d.param_groups[0]["lr"]}
 
+    def monitored(self) -> dict[str, Tensor]:
+        """ADA's probability p and overfitting measure r_t, for TensorBoard; nothing otherwise."""
+        if not isinstance(self.augment, AdaptiveAugment):
+            return {}
+        return {"augment/p": self.augment.p, "augment/overfitting": self.augment.overfitting}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resume needs besides networks and optimizers: the augmentation's state, the D step count."""
+        return {"augment": self.augment.state_dict(), "d_steps": self.d_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.augment.load_state_dict(state["augment"])
+        self.d_steps = state["d_steps"]
+
     def step(self, real: Tensor, labels: Tensor | None, autocast: torch.autocast) -> Tensor:
         return train_step(self, self.loss, real, labels, autocast)
 
@@ -61,10 +87,25 @@ def check_options(cfg: DictConfig) -> None:
 
 
 def build_training(cfg: DictConfig, device: torch.device) -> GAN:
-    """``cfg``'s GAN on ``device``, with its optimizers; a bad size fails here."""
+    """``cfg``'s GAN on ``device``, with its optimizers and D's augmentation; a bad size fails here."""
     generator, discriminator = build_gan(cfg)
     generator, discriminator = generator.to(device), discriminator.to(device)
-    return GAN(generator, discriminator, *build_optimizers(cfg.optimizer, generator, discriminator, device), cfg.loss)
+    optimizers = build_optimizers(cfg.optimizer, generator, discriminator, device)
+    return GAN(generator, discriminator, *optimizers, cfg.loss, build_augment(cfg.augment))
+
+
+def build_augment(cfg: DictConfig) -> Augment:
+    """The ``augment`` group's pipeline; its targets are liver_gan.augment's (validated configs only)."""
+    return instantiate(cfg, _convert_="all")
+
+
+def lazy_r1(gan: GAN, loss_cfg: DictConfig, real: Tensor, labels: Tensor | None) -> Tensor | None:
+    """The lazy R1 term of this D step, or None: off, or not one of every ``loss.r1_interval`` steps."""
+    if loss_cfg.r1_interval == 1 or LossName(loss_cfg.name) is not LossName.nonsaturating:
+        return None
+    return lazy_r1_penalty(
+        gan.discriminator, real, labels, loss_cfg.gradient_penalty, gan.d_steps, loss_cfg.r1_interval, gan.augment
+    )
 
 
 def train_step(
@@ -74,14 +115,19 @@ def train_step(
     z = torch.randn(real.shape[0], gan.generator.latent_dim, device=real.device)
     with autocast:
         fake = gan.generator(z, labels)
-        d_loss, real_logits, fake_logits = discriminator_loss(loss_cfg, gan.discriminator, real, fake.detach(), labels)
+        d_loss, real_logits, fake_logits = discriminator_loss(
+            loss_cfg, gan.discriminator, real, fake.detach(), labels, gan.augment, r1=loss_cfg.r1_interval == 1
+        )
+        penalty = lazy_r1(gan, loss_cfg, real, labels)
+    gan.augment.observe(real_logits)
     gan.optimizer_d.zero_grad(set_to_none=True)
-    d_loss.backward()
+    (d_loss if penalty is None else d_loss + penalty).backward()
     gan.optimizer_d.step()
+    gan.d_steps += 1
 
     gan.discriminator.requires_grad_(False)
     with autocast:
-        g_loss = generator_loss(loss_cfg, gan.discriminator(fake, labels))
+        g_loss = generator_loss(loss_cfg, gan.discriminator(gan.augment(fake), labels))
     gan.optimizer_g.zero_grad(set_to_none=True)
     g_loss.backward()
     gan.optimizer_g.step()

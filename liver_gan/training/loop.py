@@ -109,7 +109,8 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, on_start: Calla
         check_resumable(saved, cfg, resume_from)
     seed_everything(cfg.seed, cfg.trainer.deterministic)
     family = build_family(cfg, device)  # before the dataset build: a bad size fails at once
-    ema = None if cfg.trainer.ema_kimg is None else GeneratorEMA(family.generator, cfg.trainer.ema_kimg)
+    trainer = cfg.trainer
+    ema = None if trainer.ema_kimg is None else GeneratorEMA(family.generator, trainer.ema_kimg, trainer.ema_rampup)
     dataset = prepare_dataset(cfg.dataset, cfg.seed)
     if cfg.eval.enabled:
         check_eval_data(dataset, cfg.eval)
@@ -212,6 +213,8 @@ def check_trainer_options(cfg: DictConfig, device: torch.device) -> None:
         raise LiverGanError(f"trainer.max_minutes={trainer.max_minutes} must be positive, or null for no time budget")
     if trainer.ema_kimg is not None and trainer.ema_kimg <= 0:
         raise LiverGanError(f"trainer.ema_kimg={trainer.ema_kimg} must be positive (stylegan2-ada uses 10), or null for no EMA")
+    if trainer.ema_rampup is not None and trainer.ema_rampup <= 0:
+        raise LiverGanError(f"trainer.ema_rampup={trainer.ema_rampup} must be positive (stylegan2-ada uses 0.05), or null for none")
     if trainer.keep_last_n is not None and trainer.keep_last_n < 0:
         raise LiverGanError(f"trainer.keep_last_n={trainer.keep_last_n} must be at least 0, or null to keep every epoch checkpoint")
     if trainer.amp and device.type != "cuda":
@@ -309,7 +312,7 @@ def fit(
                 batch_labels = None if labels is None else labels[indices]
                 values = family.step(images[indices], batch_labels, autocast)
                 if ema is not None:
-                    ema.update(family.generator, len(indices))
+                    ema.update(family.generator, len(indices), progress.step * trainer.batch_size)
                 progress.window.add(values)
                 tick_sums.add(values)
                 progress.step += 1
@@ -369,6 +372,7 @@ def log_scalars(
         {
             **means,
             **family.learning_rates(),
+            **{tag: float(value) for tag, value in family.monitored().items()},
             "speed/images_per_second": images_per_second,
         },
         progress.step,

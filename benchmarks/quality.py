@@ -1,0 +1,95 @@
+"""Time to quality (issues 14 and 15): FID and KID after equal training minutes, on the phantom.
+
+Every arm is ``liver-gan-train`` on the default phantom's tumor slices at 64 px, stopped by
+``trainer.max_minutes`` (the same minutes for each), then evaluated with the same sample count
+against the same real pool (all training slices), so that the rows compare what a user gets
+from the same wall-clock budget on this machine.  One run per arm: the quality of a short GAN run
+varies from seed to seed, so read differences of a few FID points as noise.
+
+The arms, as a user would type them:
+
+- the thesis MLP: ``experiment=thesis``;
+- DCGAN: the default run's model (``experiment=quickstart``: DCGAN at base 32, non-saturating + R1);
+- DCGAN + DiffAugment + EMA: the same with ``augment=diffaugment trainer.ema_kimg=...``;
+- stylegan2 + DiffAugment + EMA: ``experiment=stylegan2``;
+- ddpm: ``model=ddpm`` (sampled with its DDIM steps).
+
+The goal of issue 14: the stylegan2 preset at no more than half of DCGAN's FID at equal minutes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from liver_gan.training.loop import train
+
+from configs import compose_config, workdir_overrides
+from measure import Figure, Section, announce
+
+# (label, overrides): each arm as ``liver-gan-train`` would compose it.
+ARMS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("thesis MLP (experiment=thesis)", ("experiment=thesis",)),
+    ("DCGAN (experiment=quickstart, the default run)", ()),
+    ("DCGAN + DiffAugment + EMA", ("augment=diffaugment", "trainer.ema_kimg=1")),
+    ("stylegan2 + DiffAugment + EMA (experiment=stylegan2)", ("experiment=stylegan2",)),
+    ("ddpm (model=ddpm)", ("model=ddpm",)),
+)
+DCGAN_ARM = ARMS[1][0]
+STYLEGAN2_ARM = ARMS[3][0]
+
+# (training minutes per arm, generated images per evaluation): default run, --quick.
+BUDGET = {False: (4.0, 512), True: (0.5, 128)}
+
+
+def arm_config(overrides: tuple[str, ...], workdir: Path, minutes: float, num_samples: int):
+    """One arm's config: the user's overrides, then the shared budget and evaluation."""
+    return compose_config(
+        [
+            *overrides,
+            "trainer.device=cpu",
+            f"trainer.max_minutes={minutes}",
+            "trainer.max_steps=null",
+            "trainer.epochs=100000",  # the minutes stop every arm, not its epochs
+            "trainer.checkpoint_every=100000",
+            "trainer.sample_every=100000",
+            "dataset.subset=tumor",
+            "dataset.resolution=64",
+            f"eval.num_samples={num_samples}",
+            "eval.real_pool=train",
+            "eval.metrics=[fid,kid]",
+            *workdir_overrides(workdir),
+        ]
+    )
+
+
+def train_arm(label: str, overrides: tuple[str, ...], workdir: Path, minutes: float, num_samples: int) -> dict:
+    announce(f"{label}: {minutes:g} training minutes")
+    cfg = arm_config(overrides, workdir, minutes, num_samples)
+    run_dir = Path(tempfile.mkdtemp(prefix="quality-", dir=workdir))
+    try:
+        return train(cfg, run_dir)
+    finally:
+        shutil.rmtree(run_dir)
+
+
+def benchmark_quality(workdir: Path, quick: bool, repeats: int) -> list[Section]:
+    """One run per arm (``repeats`` does not apply: a run is the measurement)."""
+    minutes, num_samples = BUDGET[quick]
+    section = Section(f"Time to quality: FID and KID after {minutes:g} training minutes on the phantom (CPU)")
+    section.extra_columns = ("steps", "KID x 1000")
+    figures: dict[str, Figure] = {}
+    for label, overrides in ARMS:
+        metrics = train_arm(label, overrides, workdir, minutes, num_samples)
+        figures[label] = section.add(
+            Figure(label, "FID", (metrics["fid"],), limit=f"{metrics['steps']} steps in {minutes:g} min"),
+            str(metrics["steps"]),
+            f"{metrics['kid_mean'] * 1000:.1f}",
+        )
+    section.ratio("stylegan2 preset FID / DCGAN FID", figures[STYLEGAN2_ARM], figures[DCGAN_ARM], at_most=0.5)
+    section.notes.append(
+        f"each arm: {num_samples} generated images against all the phantom's training tumor slices, "
+        "FID and KID only; one run per arm (seed 0), so min = median = max"
+    )
+    return [section]
