@@ -13,10 +13,13 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from liver_gan.config import check_schema_keys, register_configs
+from liver_gan.device import reserve_cublas_workspace
 from liver_gan.errors import LiverGanError
 from liver_gan.training.run_dir import register_run_dir_resolver
 
 Task = TypeVar("Task", bound=Callable[..., Any])
+
+reserve_cublas_workspace()  # before any tool's first CUDA matmul (liver_gan.device says why)
 
 log = logging.getLogger(__name__)
 
