@@ -293,3 +293,36 @@ def test_losses_run_under_bf16_autocast(cfg: LossConfig, family: str) -> None:
     loss.backward()
     assert torch.isfinite(loss) and real_logits.shape == fake_logits.shape == (4,)
     assert all(torch.isfinite(parameter.grad).all() for parameter in discriminator.parameters())
+
+
+class BF16Critic(nn.Module):
+    """A D whose logits come out in bf16, as under bf16 autocast: the mean of each image, rounded to bf16."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        return (x.flatten(1).mean(1) * self.scale).to(torch.bfloat16)
+
+
+class RoundedCritic(BF16Critic):
+    """The same bf16-rounded logits, handed on as float32."""
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        return super().forward(x, labels).float()
+
+
+@pytest.mark.parametrize("name", list(LossName), ids=lambda name: name.value)
+def test_loss_means_are_reduced_in_float32_from_bf16_logits(name: LossName) -> None:
+    """A bf16 mean over a batch keeps 8 bits: the losses must reduce the bf16 logits in float32."""
+    torch.manual_seed(0)
+    real, fake = torch.randn(256, 1, 2, 2) + 1, torch.randn(256, 1, 2, 2) - 1
+    cfg = loss_config(name)
+    d_loss = discriminator_loss(cfg, BF16Critic(), real, fake, None)[0]
+    expected_d_loss = discriminator_loss(cfg, RoundedCritic(), real, fake, None)[0]
+    g_loss = generator_loss(cfg, BF16Critic()(fake))
+    expected_g_loss = generator_loss(cfg, RoundedCritic()(fake))
+    assert d_loss.dtype == g_loss.dtype == torch.float32
+    torch.testing.assert_close(d_loss, expected_d_loss, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(g_loss, expected_g_loss, rtol=1e-6, atol=1e-7)
