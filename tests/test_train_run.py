@@ -23,6 +23,7 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from test_fid import PooledPixels, two_class_dataset
 from tiny_gan import tiny_phantom_overrides
 
+from liver_gan import device as device_module
 from liver_gan.config import OptimizerImplementation
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.errors import LiverGanError
@@ -30,6 +31,7 @@ from liver_gan.metrics import registry
 from liver_gan.metrics.inception import FeatureExtractor, FIDWeightsUnavailable, check_weights_available
 from liver_gan.runs import load_generator
 from liver_gan.training.checkpoint import CHECKPOINT_KEYS, load_checkpoint
+from liver_gan.training.device_images import DeviceImages
 from liver_gan.training import loop
 from liver_gan.training.loop import draw_fixed_samples, train
 from liver_gan.training.optim import build_optimizers
@@ -346,3 +348,34 @@ def test_a_run_with_eval_metrics_fid_computes_only_fid(
     left_out = {"kid_mean", "kid_std", "precision", "recall", "diversity_ms_ssim", "memorisation_closest_pairs"}
     assert not left_out & set(metrics)
     assert not (tmp_path / "memorisation_closest_pairs.png").exists()
+
+
+def test_a_run_trains_on_float32_batches_of_a_float16_training_set(
+    train_config: Compose,
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    held: list[torch.dtype] = []
+    batches: list[torch.dtype] = []
+    clock_reads: list[torch.device] = []
+
+    class Recorded(DeviceImages):
+        def __init__(self, images: torch.Tensor, device: torch.device) -> None:
+            super().__init__(images, device)
+            held.append(self.images.dtype)
+
+    def recorded_step(gan, loss_cfg, real, labels, autocast):  # type: ignore[no-untyped-def]
+        batches.append(real.dtype)
+        return train_step(gan, loss_cfg, real, labels, autocast)
+
+    train_step = loop.train_step
+    synchronize = device_module.synchronize
+    monkeypatch.setattr(loop, "DeviceImages", Recorded)
+    monkeypatch.setattr(loop, "train_step", recorded_step)
+    monkeypatch.setattr(device_module, "synchronize", lambda device: clock_reads.append(device) or synchronize(device))
+    metrics = train(train_config(data_dir, "trainer.max_steps=3", "trainer.log_every=1"), tmp_path / "run")
+    assert held == [torch.float16]
+    assert batches == [torch.float32] * metrics["steps"]
+    # Every logged step reads the clock once the device is done (CPU here: the call is a no-op).
+    assert len(clock_reads) >= metrics["steps"]

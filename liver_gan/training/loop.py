@@ -43,7 +43,7 @@ from liver_gan.config import Subset
 from liver_gan.data.dataset import PreparedDataset, SliceSet, prepare_dataset
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.data.summary import write_dataset_summary
-from liver_gan.device import resolve_device
+from liver_gan.device import check_bf16_supported, device_clock, resolve_device
 from liver_gan.errors import LiverGanError
 from liver_gan.images import image_grid, write_grid_png
 from liver_gan.metrics.evaluate import check_eval_data, check_eval_options, evaluate_generator
@@ -57,6 +57,7 @@ from liver_gan.training.checkpoint import (
     write_checkpoint,
 )
 from liver_gan.progress import format_duration, tick_seconds
+from liver_gan.training.device_images import DeviceImages
 from liver_gan.training.ema import GeneratorEMA
 from liver_gan.training.family import Family, build_family, family_module
 from liver_gan.training.progress import TrainingTicks, log_result
@@ -217,10 +218,8 @@ def check_trainer_options(cfg: DictConfig, device: torch.device) -> None:
         raise LiverGanError(f"trainer.ema_rampup={trainer.ema_rampup} must be positive (stylegan2-ada uses 0.05), or null for none")
     if trainer.keep_last_n is not None and trainer.keep_last_n < 0:
         raise LiverGanError(f"trainer.keep_last_n={trainer.keep_last_n} must be at least 0, or null to keep every epoch checkpoint")
-    if trainer.amp and device.type != "cuda":
-        raise LiverGanError(
-            f"trainer.amp=true needs a CUDA device, but training runs on {device}; set trainer.amp=false"
-        )
+    if trainer.amp:
+        check_bf16_supported(device)
     if cfg.model.conditional:
         if Subset(cfg.dataset.subset) is not Subset.all:
             raise LiverGanError(
@@ -291,7 +290,7 @@ def fit(
     checkpointing on the way; returns the stop reason."""
     trainer = cfg.trainer
     device = batches.device
-    images = dataset.train.images.to(device)
+    images = DeviceImages(dataset.train.images, device)  # float16 on the device, float32 per batch
     labels = dataset.train.labels.to(device) if cfg.model.conditional else None
     steps_per_epoch = batches.steps_per_epoch
     total_steps = planned_steps(cfg, steps_per_epoch)
@@ -301,7 +300,8 @@ def fit(
         return stop_reason_of(cfg, steps_per_epoch) if progress.step >= total_steps else "max_minutes"
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(trainer.amp))
     tick_sums = ScalarSums(family.logged_scalars, device)  # the scalars since the last tick line
-    train_seconds_before, session_start = progress.train_seconds, time.perf_counter()
+    # device_clock waits for the device's queued work: else a GPU's speed would be its queueing speed.
+    train_seconds_before, session_start = progress.train_seconds, device_clock(device)
     window_start, window_images = session_start, 0
     ticks = TrainingTicks(total_steps, progress.step, steps_per_epoch, device)
     out_of_time = False
@@ -323,7 +323,7 @@ def fit(
                 on_cadence = progress.step % trainer.log_every == 0
                 # The last step is always logged, so that the curves reach the end of the run.
                 if on_cadence or last:
-                    now = time.perf_counter()
+                    now = device_clock(device)
                     log_scalars(board, family, progress, window_images / (now - window_start), reset=on_cadence)
                     window_start, window_images = now, 0
                 if ticks.due(progress.step) or out_of_time:
@@ -332,7 +332,7 @@ def fit(
                     tick_sums.reset()
                 if last:
                     break
-            progress.train_seconds = train_seconds_before + time.perf_counter() - session_start
+            progress.train_seconds = train_seconds_before + device_clock(device) - session_start
             epoch_done = progress.step % steps_per_epoch == 0
             check_finite(tick_sums.means(), progress)
             final = progress.step == total_steps or out_of_time

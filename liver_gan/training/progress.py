@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 import liver_gan.progress
+from liver_gan.device import device_clock
 from liver_gan.progress import format_duration
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class TrainingTicks:
         self.device = device
         self.count = 0
         self.images = 0
-        self.start = time.perf_counter()
+        self.start = device_clock(device)
         self.last_tick: float | None = None
         self.bar = tqdm(total=total_steps, initial=first_step, unit="step", dynamic_ncols=True, disable=None)
 
@@ -64,7 +65,7 @@ class TrainingTicks:
 
     def tick(self, step: int, kimg: float, means: Mapping[str, float]) -> None:
         """Log the tick line for ``step``, with the loss means since the last tick."""
-        now = time.perf_counter()
+        now = device_clock(self.device)
         self.last_tick = now
         self.count += 1
         elapsed = now - self.start
