@@ -117,11 +117,19 @@ def seconds_of(run: Callable[[], object]) -> Callable[[], float]:
     """A measurement of one call of ``run``, in wall-clock seconds."""
 
     def measure() -> float:
-        start = time.perf_counter()
+        start = clock()
         run()
-        return time.perf_counter() - start
+        return clock() - start
 
     return measure
+
+
+def clock() -> float:
+    """``time.perf_counter()`` once every GPU has finished its queued work: a GPU runs kernels
+    asynchronously, so an unsynchronised clock would time the queueing."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def take_turns(measurements: dict[str, Callable[[], float]], repeats: int) -> dict[str, tuple[float, ...]]:

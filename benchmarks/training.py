@@ -19,7 +19,8 @@ phantom: about the thesis's 6,410 training tumor slices, so that ``train()`` run
 thesis's ~101 steps, with its checkpoint and grid cadence.
 
 Every steps/s figure is projected onto the full thesis run, 1000 epochs of ceil(6410 / 64) steps.
-Further tables: the optimizer step per implementation, bf16 autocast, and DCGAN images/s.
+Further tables: the optimizer step per implementation, bf16 autocast, DCGAN images/s, and every
+model family's steps/s on a GPU at 64, 128 and 256 px (rows that say so where no GPU is at hand).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import math
 import shlex
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from omegaconf import DictConfig
 
 from liver_gan.data.dataset import prepare_dataset
 from liver_gan.models import build_gan
+from liver_gan.training.family import build_family
 from liver_gan.training.gan_step import GAN, LOGGED_SCALARS, train_step
 from liver_gan.training.loop import train
 from liver_gan.training.state import BatchOrder, ScalarSums
@@ -44,7 +45,7 @@ from liver_gan.training.optim import build_optimizers
 
 from configs import compose_config, workdir_overrides
 from gemm_limit import gan_step_gemms, gemm_runner, step_gflop
-from measure import GPU_NOT_MEASURED, Figure, Section, announce, format_duration, take_turns
+from measure import GPU_NOT_MEASURED, Figure, Section, announce, clock, format_duration, take_turns
 from thesis_pipeline import (
     THESIS_BATCH,
     THESIS_SLICES,
@@ -75,7 +76,11 @@ STEPS = {
     "optimizer": (50, 10),
     "dcgan64": (10, 3),
     "dcgan128": (5, 2),
+    "gpu": (50, 10),
 }
+# GPU rows (issue 17): steps/s of each model family at these resolutions, batch 64, fp32.
+GPU_MODELS = ("mlp", "dcgan", "stylegan2", "ddpm")
+GPU_RESOLUTIONS = (64, 128, 256)
 
 
 def steps_for(name: str, quick: bool) -> int:
@@ -115,14 +120,18 @@ def in_memory_thesis_loop(images: torch.Tensor) -> Callable[[int], None]:
     return repeated(lambda: step(next(batches)))
 
 
-def liver_gan_loop(cfg: DictConfig, images: torch.Tensor, autocast: bool = False) -> Callable[[int], None]:
-    """``fit``'s inner loop from loop.py on ``images``, without the progress bar and TensorBoard writes."""
+def liver_gan_loop(
+    cfg: DictConfig, images: torch.Tensor, autocast: bool = False, device: torch.device = CPU
+) -> Callable[[int], None]:
+    """``fit``'s inner loop from loop.py on ``images`` (already on ``device``), without the progress
+    bar and TensorBoard writes."""
     torch.manual_seed(cfg.seed)
-    generator, discriminator = build_gan(cfg)
-    gan = GAN(generator, discriminator, *build_optimizers(cfg.optimizer, generator, discriminator, CPU), cfg.loss)
-    order = BatchOrder(len(images), cfg.trainer.batch_size, cfg.seed, CPU)
-    window = ScalarSums(LOGGED_SCALARS, CPU)
-    autocast_mode = torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast)
+    generator, discriminator = (network.to(device) for network in build_gan(cfg))
+    optimizers = build_optimizers(cfg.optimizer, generator, discriminator, device)
+    gan = GAN(generator, discriminator, *optimizers, cfg.loss)
+    order = BatchOrder(len(images), cfg.trainer.batch_size, cfg.seed, device)
+    window = ScalarSums(LOGGED_SCALARS, device)
+    autocast_mode = torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast)
     log_every = cfg.trainer.log_every
 
     def batches() -> Iterator[torch.Tensor]:
@@ -163,9 +172,9 @@ def timed_rate(run: Callable[[int], None], steps: int) -> Callable[[], float]:
     run(min(steps, 10))
 
     def measure() -> float:
-        start = time.perf_counter()
+        start = clock()
         run(steps)
-        return steps / (time.perf_counter() - start)
+        return steps / (clock() - start)
 
     return measure
 
@@ -198,9 +207,9 @@ def end_to_end_rate(workdir: Path, max_steps: int, overheads: list[float]) -> Ca
     def measure() -> float:
         run_dir = Path(tempfile.mkdtemp(prefix="train-", dir=workdir))
         try:
-            start = time.perf_counter()
+            start = clock()
             metrics = train(cfg, run_dir)
-            wall = time.perf_counter() - start
+            wall = clock() - start
         finally:
             shutil.rmtree(run_dir)
         overheads.append(wall - metrics["train_seconds"])
@@ -371,7 +380,50 @@ def benchmark_dcgan(workdir: Path, quick: bool, repeats: int) -> Section:
                 limit="convolutions (oneDNN) on 2 cores",
             )
         )
-        section.unmeasured.append((f"DCGAN {resolution}x{resolution} on a GPU", GPU_NOT_MEASURED))
+    return section
+
+
+def family_loop(cfg: DictConfig, images: torch.Tensor, device: torch.device) -> Callable[[int], None]:
+    """The shared loop's steps of ``cfg``'s model family (training/family.py) on ``images``, already on
+    ``device``, with batches drawn as the loop draws them."""
+    torch.manual_seed(cfg.seed)
+    family = build_family(cfg, device)
+    order = BatchOrder(len(images), cfg.trainer.batch_size, cfg.seed, device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=False)
+
+    def batches() -> Iterator[torch.Tensor]:
+        while True:
+            yield from order.epoch()
+
+    stream = batches()
+    return repeated(lambda: family.step(images[next(stream)], None, autocast))
+
+
+def benchmark_gpu(workdir: Path, quick: bool, repeats: int) -> Section:
+    """Each model family's training steps/s on the first GPU, or rows saying that none was at hand."""
+    section = Section("Training on a GPU (batch 64, BCE, fused Adam, fp32, each model's default width)")
+    for model in GPU_MODELS:
+        for resolution in GPU_RESOLUTIONS:
+            name = f"model={model} at {resolution}x{resolution}"
+            if not torch.cuda.is_available():
+                section.unmeasured.append((name, GPU_NOT_MEASURED))
+                continue
+            device = torch.device("cuda")
+            cfg = compose_config(
+                [
+                    "~experiment",
+                    f"model={model}",
+                    f"dataset.resolution={resolution}",
+                    "trainer.device=cuda",
+                    f"trainer.batch_size={THESIS_BATCH}",
+                    *workdir_overrides(workdir),
+                ]
+            )
+            images = (torch.rand(4 * THESIS_BATCH, 1, resolution, resolution) * 2 - 1).to(device)
+            announce(f"{name} on {torch.cuda.get_device_name(device)}")
+            loop = family_loop(cfg, images, device)
+            limit = "the denoising U-Net's forward and backward" if model == "ddpm" else "G and D forward and backward"
+            section.add(Figure(name, STEPS_PER_S, time_loop(loop, steps_for("gpu", quick), repeats), limit=limit))
     return section
 
 
@@ -382,4 +434,5 @@ def benchmark_training(workdir: Path, quick: bool, repeats: int) -> list[Section
         benchmark_optimizers(workdir, quick, repeats),
         benchmark_bf16(ours, bf16_rates),
         benchmark_dcgan(workdir, quick, repeats),
+        benchmark_gpu(workdir, quick, repeats),
     ]

@@ -110,3 +110,12 @@ def test_take_turns_runs_one_of_each_per_round(bench) -> None:
     turns = measure.take_turns({"a": recorder("a", 1.0), "b": recorder("b", 2.0)}, repeats=3)
     assert order == ["a", "b"] * 3
     assert turns == {"a": (1.0, 1.0, 1.0), "b": (2.0, 2.0, 2.0)}
+
+
+def test_gpu_rows_say_they_were_not_measured_without_a_gpu(bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    training, measure = bench("training"), bench("measure")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    section = training.benchmark_gpu(tmp_path, quick=True, repeats=1)
+    expected = [f"model={model} at {size}x{size}" for model in training.GPU_MODELS for size in (64, 128, 256)]
+    assert section.unmeasured == [(row, measure.GPU_NOT_MEASURED) for row in expected]
+    assert not section.figures
