@@ -48,8 +48,9 @@ def test_a_bf16_step_trains_both_networks_with_every_loss(cfg: LossConfig, devic
     generator, discriminator = (
         network.to(device) for network in build_dcgan(8, True, 4, 4, Conditioning.projection, 16, 2)
     )
-    gan = GAN(generator, discriminator, torch.optim.Adam(generator.parameters()), torch.optim.Adam(discriminator.parameters()))
-    before = {network: [parameter.detach().clone() for parameter in network.parameters()] for network in (generator, discriminator)}
+    optimizers = (torch.optim.Adam(network.parameters()) for network in (generator, discriminator))
+    gan = GAN(generator, discriminator, *optimizers)
+    before = {network: [weight.detach().clone() for weight in network.parameters()] for network in (generator, discriminator)}
     real = torch.rand(4, 1, 16, 16, device=device) * 2 - 1
     labels = torch.tensor([0, 1, 1, 0], device=device)
     values = train_step(gan, cfg, real, labels, torch.autocast(device, dtype=torch.bfloat16))
@@ -89,7 +90,8 @@ def test_a_gpu_checkpoint_continues_and_samples_on_the_cpu(
 def test_deterministic_gpu_runs_give_identical_weights(
     compose_config: Compose, tiny_phantom: list[str], tmp_path: Path
 ) -> None:
-    cfg = compose_config([*tiny_phantom, *TINY_DCGAN_RUN, "trainer.device=cuda", "trainer.deterministic=true"], hydra=False)
+    run = [*tiny_phantom, *TINY_DCGAN_RUN, "trainer.device=cuda", "trainer.deterministic=true"]
+    cfg = compose_config(run, hydra=False)
     states = []
     for name in ("first", "second"):
         train(cfg, tmp_path / name)
