@@ -18,8 +18,8 @@ from liver_gan.models.dcgan import build_dcgan
 from liver_gan.runs import load_generator
 from liver_gan.sampling import generate
 from liver_gan.training.checkpoint import load_checkpoint
-from liver_gan.training.loop import train, train_step
-from liver_gan.training.state import GAN
+from liver_gan.training.gan_step import GAN, train_step
+from liver_gan.training.loop import train
 
 Compose = Callable[..., DictConfig]
 NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: no GPU visible in this session")
@@ -49,7 +49,7 @@ def test_a_bf16_step_trains_both_networks_with_every_loss(cfg: LossConfig, devic
         network.to(device) for network in build_dcgan(8, True, 4, 4, Conditioning.projection, 16, 2)
     )
     optimizers = (torch.optim.Adam(network.parameters()) for network in (generator, discriminator))
-    gan = GAN(generator, discriminator, *optimizers)
+    gan = GAN(generator, discriminator, *optimizers, cfg)
     before = {network: [weight.detach().clone() for weight in network.parameters()] for network in (generator, discriminator)}
     real = torch.rand(4, 1, 16, 16, device=device) * 2 - 1
     labels = torch.tensor([0, 1, 1, 0], device=device)

@@ -32,7 +32,7 @@ from liver_gan.metrics.inception import FeatureExtractor, FIDWeightsUnavailable,
 from liver_gan.runs import load_generator
 from liver_gan.training.checkpoint import CHECKPOINT_KEYS, load_checkpoint
 from liver_gan.training.device_images import DeviceImages
-from liver_gan.training import loop
+from liver_gan.training import gan_step, loop
 from liver_gan.training.loop import draw_fixed_samples, train
 from liver_gan.training.optim import build_optimizers
 
@@ -369,10 +369,10 @@ def test_a_run_trains_on_float32_batches_of_a_float16_training_set(
         batches.append(real.dtype)
         return train_step(gan, loss_cfg, real, labels, autocast)
 
-    train_step = loop.train_step
+    train_step = gan_step.train_step
     synchronize = device_module.synchronize
     monkeypatch.setattr(loop, "DeviceImages", Recorded)
-    monkeypatch.setattr(loop, "train_step", recorded_step)
+    monkeypatch.setattr(gan_step, "train_step", recorded_step)
     monkeypatch.setattr(device_module, "synchronize", lambda device: clock_reads.append(device) or synchronize(device))
     metrics = train(train_config(data_dir, "trainer.max_steps=3", "trainer.log_every=1"), tmp_path / "run")
     assert held == [torch.float16]
