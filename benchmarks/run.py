@@ -28,7 +28,7 @@ from fid import benchmark_against_pytorch_fid, benchmark_fid
 from measure import Section, format_duration, load_average, machine_info
 from quality import benchmark_quality
 from report import results_markdown
-from training import benchmark_training
+from training import benchmark_models, benchmark_training
 
 MIN_REPEATS = 3
 
@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[Path, bool, int], list[Section]]] = {
     "training": benchmark_training,
     "dataset_build": lambda workdir, quick, repeats: [benchmark_dataset(workdir, quick, repeats)],
     "fid": lambda workdir, quick, repeats: [benchmark_fid(quick, repeats), benchmark_against_pytorch_fid(quick, repeats)],
+    "models": lambda workdir, quick, repeats: [benchmark_models(workdir, quick, repeats)],
     "quality": benchmark_quality,
 }
 

@@ -19,7 +19,8 @@ phantom: about the thesis's 6,410 training tumor slices, so that ``train()`` run
 thesis's ~101 steps, with its checkpoint and grid cadence.
 
 Every steps/s figure is projected onto the full thesis run, 1000 epochs of ceil(6410 / 64) steps.
-Further tables: the optimizer step per implementation, bf16 autocast, DCGAN images/s, and every
+Further tables: the optimizer step per implementation, bf16 autocast, every model's images/s on
+the CPU at 64 and 128 px (``--only models``), and every
 model family's steps/s on a GPU at 64, 128 and 256 px (rows that say so where no GPU is at hand).
 """
 
@@ -74,10 +75,19 @@ STEPS = {
     "end_to_end": (1000, 50),  # long enough that its first steps' warm-up weighs little
     "limit": (200, 30),
     "optimizer": (50, 10),
-    "dcgan64": (10, 3),
-    "dcgan128": (5, 2),
+    "models64": (10, 3),
+    "models128": (5, 2),
     "gpu": (50, 10),
 }
+# CPU rows (issue 14): each model as its group option (or preset) gives it.
+CPU_MODELS = (
+    ("model=mlp", ("~experiment", "model=mlp")),
+    ("model=dcgan_small (the default run's)", ("~experiment", "model=dcgan_small")),
+    ("model=dcgan", ("~experiment", "model=dcgan")),
+    ("model=stylegan2", ("~experiment", "model=stylegan2")),
+    ("experiment=stylegan2 (DiffAugment, lazy R1, EMA not in the step)", ("experiment=stylegan2",)),
+    ("model=ddpm", ("~experiment", "model=ddpm")),
+)
 # GPU rows (issue 17): steps/s of each model family at these resolutions, batch 64, fp32.
 GPU_MODELS = ("mlp", "dcgan", "stylegan2", "ddpm")
 GPU_RESOLUTIONS = (64, 128, 256)
@@ -363,23 +373,28 @@ def benchmark_bf16(fp32: Figure, bf16_rates: tuple[float, ...]) -> Section:
     return section
 
 
-def benchmark_dcgan(workdir: Path, quick: bool, repeats: int) -> Section:
-    section = Section("DCGAN training images/s (batch 64, BCE, fused Adam, CPU fp32)")
+def benchmark_models(workdir: Path, quick: bool, repeats: int) -> Section:
+    """Training images/s of every model family on this CPU at 64 and 128 px (issue 14), through the
+    shared loop's family step, each at its default width and loss, as ``model=NAME`` gives it."""
+    section = Section("Training images/s per model on the CPU (batch 64, fp32, each model's defaults)")
     for resolution in (64, 128):
-        cfg = compose_config(
-            ["model=dcgan", f"dataset.resolution={resolution}", "trainer.device=cpu", *workdir_overrides(workdir)]
-        )
         images = torch.rand(4 * THESIS_BATCH, 1, resolution, resolution) * 2 - 1
-        announce(f"DCGAN {resolution}x{resolution}")
-        step_rates = time_loop(liver_gan_loop(cfg, images), steps_for(f"dcgan{resolution}", quick), repeats)
-        section.add(
-            Figure(
-                f"DCGAN {resolution}x{resolution}, liver-gan loop",
-                "images/s",
-                tuple(rate * THESIS_BATCH for rate in step_rates),
-                limit="convolutions (oneDNN) on 2 cores",
+        for label, overrides in CPU_MODELS:
+            cfg = compose_config(
+                [
+                    *overrides,
+                    f"dataset.resolution={resolution}",
+                    "trainer.device=cpu",
+                    f"trainer.batch_size={THESIS_BATCH}",
+                    *workdir_overrides(workdir),
+                ]
             )
-        )
+            name = f"{label} at {resolution}x{resolution}"
+            announce(name)
+            loop = family_loop(cfg, images, CPU)
+            step_rates = time_loop(loop, steps_for(f"models{resolution}", quick), repeats)
+            limit = "the denoising U-Net's forward and backward" if "ddpm" in label else "G and D forward and backward"
+            section.add(Figure(name, "images/s", tuple(rate * THESIS_BATCH for rate in step_rates), limit=limit))
     return section
 
 
@@ -433,6 +448,5 @@ def benchmark_training(workdir: Path, quick: bool, repeats: int) -> list[Section
         thesis_run,
         benchmark_optimizers(workdir, quick, repeats),
         benchmark_bf16(ours, bf16_rates),
-        benchmark_dcgan(workdir, quick, repeats),
         benchmark_gpu(workdir, quick, repeats),
     ]
