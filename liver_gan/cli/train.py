@@ -27,6 +27,7 @@ from liver_gan.cli import report_user_errors, run_hydra_app
 from liver_gan.cli.config_tree import print_config_tree, wants_config_tree
 from liver_gan.metrics.inception import FIDWeightsUnavailable
 from liver_gan.metrics.registry import check_optimized_metric
+from liver_gan.training.distributed import quiet_other_ranks, start_world
 from liver_gan.training.loop import TrainingDiverged, train
 from liver_gan.training.run_dir import holds_a_run, with_saved_overrides, write_hydra_record
 
@@ -41,7 +42,9 @@ def train_task(cfg: DictConfig) -> float:
     run has passed its checks in one that holds an earlier run.  Errors reach the run's log through
     :func:`report_user_errors`, which is what lets liver-gan-summary list a failed job as failed.
     """
-    if wants_config_tree(cfg.print_config):
+    world = start_world()  # one process, or a rank of a torchrun or submitit launch: only rank 0 writes
+    quiet_other_ranks(world)
+    if wants_config_tree(cfg.print_config) and world.is_main:
         print_config_tree(cfg)
     hydra_config = HydraConfig.get()
     run_dir = Path(hydra_config.runtime.output_dir)
@@ -49,7 +52,7 @@ def train_task(cfg: DictConfig) -> float:
     def record_config() -> None:
         write_hydra_record(run_dir, cfg)
 
-    if not holds_a_run(run_dir):
+    if not holds_a_run(run_dir) and world.is_main:
         record_config()  # nothing to keep, and liver-gan-summary lists even a job refused at its start
     if cfg.eval.enabled:
         check_optimized_metric(cfg.optimized_metric, cfg.eval.metrics)

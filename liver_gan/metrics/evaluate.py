@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -25,6 +26,7 @@ from liver_gan.metrics.context import EvaluationContext, RealImages, check_pool_
 from liver_gan.metrics.inception import FeatureExtractor, load_feature_extractor
 from liver_gan.metrics.registry import Metric, compute_metrics, selected_metrics
 from liver_gan.sampling import generate
+from liver_gan.training.distributed import SINGLE_PROCESS, World, gather_to_main, rank_seed, shard_range
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,14 @@ def evaluate_generator(
     run_dir: Path,
     device: torch.device | str,
     seed: int,
-) -> dict[str, Any]:
+    world: World = SINGLE_PROCESS,
+) -> dict[str, Any] | None:
     """The metrics.json fields: ``metrics`` (the names computed), num_real, num_fake, real_pool,
-    feature_extractor and each selected metric's keys, with ``per_class`` rows for a conditional generator."""
+    feature_extractor and each selected metric's keys, with ``per_class`` rows for a conditional generator.
+
+    In a run of several ranks every rank calls this: each generates and embeds its share of the
+    samples, and rank 0 gathers them and computes the metrics; the other ranks get None.
+    """
     check_eval_options(cfg)
     metrics = selected_metrics(cfg.metrics)
     extractor = load_feature_extractor(cfg.inception_weights, device)  # first: no weights, no wasted sampling
@@ -50,11 +57,14 @@ def evaluate_generator(
     num_classes = generator.num_classes
     num_samples = generated_count(cfg.num_samples, len(real))
     fake_labels = matching_labels(num_samples, real.labels, num_classes) if num_classes > 0 else None
-    fake_images = generate(generator, num_samples, device, labels=fake_labels, seed=seed)
+    fake = generated_features(generator, num_samples, device, fake_labels, seed, extractor, cfg.batch_size, world)
+    if fake is None:
+        return None  # a rank other than 0: its share is with rank 0, which computes the metrics
+    fake_images, fake_features = fake
     context = EvaluationContext(
         options=cfg,
         extractor=extractor,
-        fake_features=extractor.features(fake_images, cfg.batch_size, "generated slices"),
+        fake_features=fake_features,
         device=torch.device(device),
         seed=seed,
         run_dir=Path(run_dir),
@@ -65,6 +75,32 @@ def evaluate_generator(
         reals={real_pool: real},
     )
     return report(metrics, context, real_pool=real_pool.value)
+
+
+def generated_features(
+    generator: nn.Module,
+    num_samples: int,
+    device: torch.device | str,
+    labels: Tensor | None,
+    seed: int,
+    extractor: FeatureExtractor,
+    batch_size: int,
+    world: World,
+) -> tuple[Tensor, np.ndarray] | None:
+    """``num_samples`` generated images and their Inception features, each rank generating its share
+    (rank r > 0 from a seed of its own); all of them on rank 0, None on the other ranks."""
+    share = shard_range(num_samples, world)
+    images = generate(
+        generator,
+        len(share),
+        device,
+        labels=None if labels is None else labels[share.start : share.stop],
+        seed=seed if world.is_main else rank_seed(seed, world.rank),
+    )
+    gathered = gather_to_main((images, extractor.features(images, batch_size, "generated slices")), world)
+    if gathered is None:
+        return None
+    return torch.cat([part[0] for part in gathered]), np.concatenate([part[1] for part in gathered])
 
 
 def generated_count(num_samples: int | None, num_real: int) -> int:

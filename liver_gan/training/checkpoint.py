@@ -32,6 +32,7 @@ from liver_gan.atomic import atomic_torch_save, atomic_write
 from liver_gan.config import ADAConfig, AugmentConfig, TrainConfig
 from liver_gan.errors import LiverGanError
 from liver_gan.models import require_registered_builder
+from liver_gan.training.distributed import RANK_STREAMS_KEY
 from liver_gan.training.seeding import restore_rng_state, rng_state
 from liver_gan.training.ema import GeneratorEMA
 from liver_gan.training.family import Family
@@ -198,8 +199,12 @@ def write_checkpoint(
     progress: Progress,
     dataset_key: str,
     run_dir: Path,
+    rank_streams: list[dict[str, Any]] | None = None,
 ) -> None:
-    """checkpoints/last.pt, plus epoch_XXXX.pt at an epoch's end (the newest ``trainer.keep_last_n``)."""
+    """checkpoints/last.pt, plus epoch_XXXX.pt at an epoch's end (the newest ``trainer.keep_last_n``).
+
+    ``rank_streams``: in a run of several ranks, every rank's noise stream (training/distributed.py).
+    """
     epochs, rest = divmod(progress.step, batches.steps_per_epoch)
     state = {
         **{key: network.state_dict() for key, network in family.networks().items()},
@@ -207,7 +212,11 @@ def write_checkpoint(
         **({} if ema is None else {EMA_KEY: ema.state_dict()}),
         "epoch": epochs,
         "step": progress.step,
-        "rng": {**rng_state(batches.device), "batch_order": batches.state()},
+        "rng": {
+            **rng_state(batches.device),
+            "batch_order": batches.state(),
+            **({} if rank_streams is None else {RANK_STREAMS_KEY: rank_streams}),
+        },
         "fixed_noise": fixed.noise.cpu(),
         "fixed_labels": None if fixed.labels is None else fixed.labels.cpu(),
         "config": plain_config(cfg),

@@ -27,6 +27,7 @@ DataLoader (``drop_last=False``) did, so that ``trainer.epochs`` means what it m
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -58,6 +59,19 @@ from liver_gan.training.checkpoint import (
 )
 from liver_gan.progress import format_duration, tick_seconds
 from liver_gan.training.device_images import DeviceImages
+from liver_gan.training.distributed import (
+    SINGLE_PROCESS,
+    World,
+    any_rank,
+    broadcast_buffers,
+    broadcast_from_main,
+    join_ranks,
+    quiet_other_ranks,
+    rank_device,
+    rank_streams,
+    shard,
+    start_world,
+)
 from liver_gan.training.ema import GeneratorEMA
 from liver_gan.training.family import Family, build_family, family_module
 from liver_gan.training.progress import TrainingTicks, log_result
@@ -69,7 +83,7 @@ from liver_gan.training.run_dir import (
 )
 from liver_gan.training.seeding import seed_everything
 from liver_gan.training.state import BatchOrder, FixedSamples, Progress, ScalarSums
-from liver_gan.training.tensorboard import TensorBoardLogger
+from liver_gan.training.tensorboard import SilentBoard, TensorBoardLogger
 
 log = logging.getLogger(__name__)
 
@@ -89,18 +103,23 @@ def train(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None] | None = 
     :class:`TrainingDiverged` or :class:`FIDWeightsUnavailable`.
     """
     run_dir = Path(run_dir)
-    device = resolve_device(cfg.trainer.device)
-    check_trainer_options(cfg, device)
+    world = start_world()  # one process, or one rank of a torchrun or submitit launch (distributed.py)
+    device = rank_device(resolve_device(cfg.trainer.device), world)
+    check_trainer_options(cfg, device, world)
     family_module(cfg).check_options(cfg)
     if cfg.eval.enabled:
         check_eval_options(cfg.eval, cfg.dataset)
         check_weights_available(cfg.eval.inception_weights)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with hold_run_dir(run_dir), tick_seconds(cfg.trainer.tick_seconds):
-        return _train(cfg, run_dir, device, on_start)
+    quiet_other_ranks(world)
+    holder = hold_run_dir(run_dir) if world.is_main else contextlib.nullcontext()  # rank 0 holds it for all
+    with holder, tick_seconds(cfg.trainer.tick_seconds):
+        return _train(cfg, run_dir, device, on_start, world)
 
 
-def _train(cfg: DictConfig, run_dir: Path, device: torch.device, on_start: Callable[[], None] | None) -> dict[str, Any]:
+def _train(
+    cfg: DictConfig, run_dir: Path, device: torch.device, on_start: Callable[[], None] | None, world: World
+) -> dict[str, Any]:
     resume_from = resume_checkpoint(str(cfg.trainer.resume), run_dir)
     saved = None
     if resume_from is None:
@@ -121,19 +140,23 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, on_start: Calla
     if saved is not None:
         check_dataset(saved, dataset.key, resume_from)
         fixed = restore(saved, family, ema, batches, progress, grid_columns(cfg), resume_from)
-    elif cfg.trainer.overwrite:
+    elif cfg.trainer.overwrite and world.is_main:
         remove_previous_run(run_dir)
-    remove_stale_temporaries(run_dir)
-    if on_start is not None:
-        on_start()
-    write_dataset_summary(dataset.summary, run_dir)
+    if world.distributed:
+        join_ranks(trained_networks(family, ema), family.optimizers().values(), saved, cfg.seed, world, device)
+    if world.is_main:
+        remove_stale_temporaries(run_dir)
+        if on_start is not None:
+            on_start()
+        write_dataset_summary(dataset.summary, run_dir)
     total_steps = planned_steps(cfg, batches.steps_per_epoch)
     log.info(
-        "training %s on %d slices (dataset %s) on %s: %d steps, %d epochs of %d steps",
+        "training %s on %d slices (dataset %s) on %s (world_size %d): %d steps, %d epochs of %d steps",
         " + ".join(type(network).__name__ for network in family.networks().values()),
         len(dataset.train),
         dataset.key[:12],
         device,
+        world.size,
         total_steps,
         math.ceil(total_steps / batches.steps_per_epoch),
         batches.steps_per_epoch,
@@ -142,13 +165,15 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, on_start: Calla
     failure: LiverGanError | None = None
     evaluation: dict[str, Any] = {"fid": None}
     stop_reason = "diverged"
-    with TensorBoardLogger(run_dir, purge_step=progress.step + 1 if progress.step else None) as board:
+    purge_step = progress.step + 1 if progress.step else None
+    with TensorBoardLogger(run_dir, purge_step) if world.is_main else SilentBoard() as board:
         try:
             if progress.step == 0:
                 board.image("real", image_grid(real_examples(dataset.train, fixed), fixed.columns), 0)
-            stop_reason = fit(cfg, family, ema, dataset, batches, fixed, progress, board, run_dir)
+            stop_reason = fit(cfg, family, ema, dataset, batches, fixed, progress, board, run_dir, world)
             if cfg.eval.enabled:
-                evaluation = evaluate_generator(sampler(family, ema), dataset, cfg.eval, run_dir, device, cfg.seed)
+                generator = sampler(family, ema)
+                evaluation = evaluate_generator(generator, dataset, cfg.eval, run_dir, device, cfg.seed, world) or {}
         except (TrainingDiverged, FIDWeightsUnavailable) as error:
             failure = error
         seconds = progress.train_seconds
@@ -159,15 +184,24 @@ def _train(cfg: DictConfig, run_dir: Path, device: torch.device, on_start: Calla
             "epochs": progress.step // batches.steps_per_epoch,
             "train_seconds": seconds,
             "images_per_second": batches.images_seen(progress.step) / seconds if seconds > 0 else 0.0,
+            "world_size": world.size,
             **evaluation,
         }
-        atomic_write_json(run_dir / "metrics.json", metrics)
+        metrics = broadcast_from_main(metrics, world)  # every rank returns rank 0's result
+        if world.is_main:
+            atomic_write_json(run_dir / "metrics.json", metrics)
         board.config(cfg)
         board.hparams(cfg, metrics)
-    log_result(metrics, run_dir, last_sample_grid(run_dir))
+    if world.is_main:
+        log_result(metrics, run_dir, last_sample_grid(run_dir))
     if failure is not None:
         raise failure
     return metrics
+
+
+def trained_networks(family: Family, ema: GeneratorEMA | None) -> list[nn.Module]:
+    """Every network of the run, the EMA copy included: what must be equal on every rank."""
+    return [*family.networks().values(), *([] if ema is None else [ema.module])]
 
 
 def planned_steps(cfg: DictConfig, steps_per_epoch: int) -> int:
@@ -200,12 +234,17 @@ def run_status(failure: LiverGanError | None) -> str:
     return "completed"
 
 
-def check_trainer_options(cfg: DictConfig, device: torch.device) -> None:
+def check_trainer_options(cfg: DictConfig, device: torch.device, world: World = SINGLE_PROCESS) -> None:
     """Refuse option values that would fail (or silently do nothing) only after the dataset build."""
     trainer = cfg.trainer
     for option in ("epochs", "batch_size", "log_every", "sample_every", "checkpoint_every", "num_fixed_samples"):
         if trainer[option] < 1:
             raise LiverGanError(f"trainer.{option}={trainer[option]} must be at least 1")
+    if trainer.batch_size < world.size:
+        raise LiverGanError(
+            f"trainer.batch_size={trainer.batch_size} (the global batch) is smaller than the {world.size} ranks: "
+            f"set it to at least {world.size}, or start fewer processes"
+        )
     if trainer.tick_seconds < 0:
         raise LiverGanError(f"trainer.tick_seconds={trainer.tick_seconds} must be at least 0 (0: a line every step)")
     if trainer.max_steps is not None and trainer.max_steps < 1:
@@ -285,9 +324,15 @@ def fit(
     progress: Progress,
     board: TensorBoardLogger,
     run_dir: Path,
+    world: World = SINGLE_PROCESS,
 ) -> str:
     """Train from ``progress.step`` to the last step or the time budget, logging, sampling and
-    checkpointing on the way; returns the stop reason."""
+    checkpointing on the way; returns the stop reason.
+
+    With several ranks each trains on its shard of every global batch, and every decision (to log,
+    stop, sample, checkpoint, or declare divergence) falls on the same step on every rank; only
+    rank 0 shows progress and writes.
+    """
     trainer = cfg.trainer
     device = batches.device
     images = DeviceImages(dataset.train.images, device)  # float16 on the device, float32 per batch
@@ -303,49 +348,59 @@ def fit(
     # device_clock waits for the device's queued work: else a GPU's speed would be its queueing speed.
     train_seconds_before, session_start = progress.train_seconds, device_clock(device)
     window_start, window_images = session_start, 0
-    ticks = TrainingTicks(total_steps, progress.step, steps_per_epoch, device)
+    ticks = TrainingTicks(total_steps, progress.step, steps_per_epoch, device, show=world.is_main)
     out_of_time = False
     with logging_redirect_tqdm(), ticks:
         while progress.step < total_steps and not out_of_time:
             epoch, skip = divmod(progress.step, steps_per_epoch)
-            for indices in batches.epoch(skip):
+            for batch in batches.epoch(skip):
+                indices = shard(batch, world)
                 batch_labels = None if labels is None else labels[indices]
                 values = family.step(images[indices], batch_labels, autocast)
                 if ema is not None:
-                    ema.update(family.generator, len(indices), progress.step * trainer.batch_size)
+                    ema.update(family.generator, len(batch), progress.step * trainer.batch_size)
                 progress.window.add(values)
                 tick_sums.add(values)
                 progress.step += 1
-                window_images += len(indices)
-                ticks.advance(len(indices))
+                window_images += len(batch)
+                ticks.advance(len(batch))
                 out_of_time = train_seconds_before + time.perf_counter() - session_start >= budget
+                if world.distributed and budget < math.inf:
+                    out_of_time = any_rank(out_of_time, world)  # clocks differ: the ranks stop together
                 last = progress.step == total_steps or out_of_time
                 on_cadence = progress.step % trainer.log_every == 0
                 # The last step is always logged, so that the curves reach the end of the run.
                 if on_cadence or last:
                     now = device_clock(device)
-                    log_scalars(board, family, progress, window_images / (now - window_start), reset=on_cadence)
+                    speed = window_images / (now - window_start)
+                    log_scalars(board, family, progress, speed, reset=on_cadence, world=world)
                     window_start, window_images = now, 0
-                if ticks.due(progress.step) or out_of_time:
+                if world.is_main and (ticks.due(progress.step) or out_of_time):
                     kimg = batches.images_seen(progress.step) / 1000
-                    ticks.tick(progress.step, kimg, check_finite(tick_sums.means(), progress))
+                    # Ticks come when rank 0's clock says: with other ranks they only show, the checks are on steps.
+                    means = tick_sums.means()
+                    ticks.tick(progress.step, kimg, means if world.distributed else check_finite(means, progress))
                     tick_sums.reset()
                 if last:
                     break
             progress.train_seconds = train_seconds_before + device_clock(device) - session_start
             epoch_done = progress.step % steps_per_epoch == 0
-            check_finite(tick_sums.means(), progress)
+            check_finite(tick_sums.means(), progress, world)
             final = progress.step == total_steps or out_of_time
             sample = final or (epoch_done and (epoch + 1) % trainer.sample_every == 0)
             checkpoint = final or (epoch_done and (epoch + 1) % trainer.checkpoint_every == 0)
+            if (sample or checkpoint) and world.distributed:
+                broadcast_buffers(trained_networks(family, ema))
             if sample or checkpoint:
                 check_weights(family, ema, progress)
-            if sample:
+            if sample and world.is_main:
                 write_samples(board, sampler(family, ema), fixed, progress.step, steps_per_epoch, run_dir)
             if checkpoint:
-                # Events up to this step must be on disk before a checkpoint claims them (resume purges later ones).
-                board.flush()
-                write_checkpoint(cfg, family, ema, batches, fixed, progress, dataset.key, run_dir)
+                streams = rank_streams(world, device)  # every rank's noise stream, for an exact resume
+                if world.is_main:
+                    # Events up to this step must be on disk before a checkpoint claims them (resume purges later ones).
+                    board.flush()
+                    write_checkpoint(cfg, family, ema, batches, fixed, progress, dataset.key, run_dir, streams)
     if out_of_time and progress.step < total_steps:
         log.info(
             "trainer.max_minutes=%s: stopped after %s of training, at step %d of %d",
@@ -359,7 +414,12 @@ def fit(
 
 
 def log_scalars(
-    board: TensorBoardLogger, family: Family, progress: Progress, images_per_second: float, reset: bool
+    board: TensorBoardLogger,
+    family: Family,
+    progress: Progress,
+    images_per_second: float,
+    reset: bool,
+    world: World = SINGLE_PROCESS,
 ) -> dict[str, float]:
     """Write the window's means (after the divergence check), learning rates and speed.
 
@@ -367,7 +427,7 @@ def log_scalars(
     logged with the window kept, so that a run resumed from there (with a higher trainer.max_steps)
     logs its next point over the same steps as an uninterrupted run.
     """
-    means = check_finite(progress.window.means(), progress)
+    means = check_finite(progress.window.means(), progress, world)
     board.scalars(
         {
             **means,
@@ -382,11 +442,11 @@ def log_scalars(
     return means
 
 
-def check_finite(means: dict[str, float], progress: Progress) -> dict[str, float]:
-    """``means`` if every value is finite; else the run has diverged."""
+def check_finite(means: dict[str, float], progress: Progress, world: World = SINGLE_PROCESS) -> dict[str, float]:
+    """``means`` if every value is finite on every rank; else the run has diverged (on every rank at once)."""
     bad = [f"{name}={value}" for name, value in means.items() if not math.isfinite(value)]
-    if bad:
-        raise diverged(progress, ", ".join(bad))
+    if any_rank(bool(bad), world):
+        raise diverged(progress, ", ".join(bad) or "non-finite losses on another rank")
     return means
 
 

@@ -41,7 +41,9 @@ def peak_memory(device: torch.device) -> str:
 class TrainingTicks:
     """The bar and the tick lines of one training session, from ``first_step`` to ``total_steps``."""
 
-    def __init__(self, total_steps: int, first_step: int, steps_per_epoch: int, device: torch.device) -> None:
+    def __init__(
+        self, total_steps: int, first_step: int, steps_per_epoch: int, device: torch.device, show: bool = True
+    ) -> None:
         self.total_steps = total_steps
         self.first_step = first_step
         self.steps_per_epoch = steps_per_epoch
@@ -50,7 +52,10 @@ class TrainingTicks:
         self.images = 0
         self.start = device_clock(device)
         self.last_tick: float | None = None
-        self.bar = tqdm(total=total_steps, initial=first_step, unit="step", dynamic_ncols=True, disable=None)
+        # disable=None: a bar on a terminal only; show=False (the ranks but 0 of a run of several): never.
+        self.bar = tqdm(
+            total=total_steps, initial=first_step, unit="step", dynamic_ncols=True, disable=None if show else True
+        )
 
     def advance(self, images: int) -> None:
         """One step of ``images`` images done."""

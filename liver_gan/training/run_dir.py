@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from liver_gan.atomic import atomic_write_text
 from liver_gan.errors import LiverGanError
+from liver_gan.training.distributed import broadcast_from_main, start_world
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,14 @@ def claim_new_dir(base: str, name: str | None = None) -> str:
     """Create and return ``base`` (plus ``_<name>``), or the first free ``<that>-2``, ``-3``, ...
 
     The exclusive ``mkdir`` makes the claim atomic: two runs started in the same second, even on
-    two machines sharing ``outputs/``, never share a directory.
+    two machines sharing ``outputs/``, never share a directory.  The ranks of one torchrun launch
+    are one run: rank 0 claims the directory and the others receive its name.
     """
+    world = start_world()
+    return broadcast_from_main(_claim(base, name) if world.is_main else None, world)
+
+
+def _claim(base: str, name: str | None) -> str:
     stem = f"{base}_{re.sub(NOT_IN_FILE_NAMES, '_', str(name))}" if name else base
     Path(stem).parent.mkdir(parents=True, exist_ok=True)
     candidate, number = stem, 1

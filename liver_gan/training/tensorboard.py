@@ -77,3 +77,28 @@ def flatten_config(node: Any, prefix: str = "") -> dict[str, int | float | str |
         return flat
     value = node if isinstance(node, (int, float, str, bool)) else str(node)
     return {prefix.rstrip("."): value}
+
+
+class SilentBoard(TensorBoardLogger):
+    """The logger of the ranks other than 0 in a run of several: it writes nothing (rank 0 logs the run)."""
+
+    def __init__(self) -> None:
+        pass
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        pass
+
+    def image(self, tag: str, grid: Tensor, step: int) -> None:
+        pass
+
+    def config(self, cfg: DictConfig) -> None:
+        pass
+
+    def hparams(self, cfg: DictConfig, metrics: Mapping[str, Any]) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass

@@ -1,0 +1,89 @@
+"""One run on several processes (issue 17): the pieces on one process, and a 2-process gloo run
+launched with torchrun as a user would launch it (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_gan import tiny_phantom_overrides
+
+from liver_gan.errors import LiverGanError
+from liver_gan.runs import load_generator
+from liver_gan.sampling import generate
+from liver_gan.training.checkpoint import load_checkpoint
+from liver_gan.training.distributed import World, rank_seed, shard, shard_range
+from liver_gan.training.loop import check_trainer_options
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("batch_size", [4, 7, 64])
+def test_the_ranks_split_a_global_batch_into_contiguous_shards(batch_size: int) -> None:
+    batch = torch.randperm(100)[:batch_size]
+    shards = [shard(batch, World(rank=rank, size=3)) for rank in range(3)]
+    assert torch.equal(torch.cat(shards), batch)
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert [shard_range(batch_size, World(rank=rank, size=3)) for rank in range(3)] == [
+        range(sum(map(len, shards[:rank])), sum(map(len, shards[: rank + 1]))) for rank in range(3)
+    ]
+
+
+def test_a_batch_smaller_than_the_world_gives_each_rank_one_image() -> None:
+    batch = torch.tensor([5, 9])
+    assert [shard(batch, World(rank=rank, size=3)).tolist() for rank in range(3)] == [[5], [9], [5]]
+
+
+def test_each_rank_draws_from_a_stream_of_its_own() -> None:
+    seeds = {rank_seed(seed, rank) for seed in (0, 1) for rank in range(4)}
+    assert len(seeds) == 8
+
+
+def test_a_global_batch_smaller_than_the_world_is_refused(compose_config, tiny_phantom: list[str]) -> None:
+    cfg = compose_config([*tiny_phantom, "trainer.batch_size=2", "trainer.device=cpu"], hydra=False)
+    with pytest.raises(LiverGanError, match="trainer.batch_size=2 .* smaller than the 4 ranks"):
+        check_trainer_options(cfg, torch.device("cpu"), World(rank=1, size=4))
+
+
+@pytest.mark.slow
+def test_a_two_process_gloo_run_is_one_run(data_dir: Path, tmp_path: Path, fid_weights: Path) -> None:
+    """torchrun --nproc_per_node=2 liver-gan-train: one run dir, one TensorBoard log, one metrics.json
+    (world_size 2, evaluated on both ranks' samples), a checkpoint with both ranks' noise streams
+    that one process loads and samples."""
+    overrides = [
+        *tiny_phantom_overrides(data_dir),
+        f"eval.cache_dir={data_dir / 'reference'}",
+        f"eval.inception_weights={fid_weights}",
+        "eval.num_samples=9",
+        "eval.max_real=8",
+        "trainer.device=cpu",
+        "trainer.batch_size=4",
+        "trainer.epochs=2",
+        "trainer.max_steps=5",
+        "trainer.log_every=2",
+    ]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([*command, "-m", "liver_gan.cli.train", *overrides], cwd=tmp_path, env=env, check=True)
+
+    [run_dir] = (tmp_path / "outputs" / "train").iterdir()
+    assert [path.name for path in (tmp_path / "outputs").iterdir()] == ["train"]
+    [events] = (run_dir / "tb").iterdir()
+    # events.out.tfevents.<time>.<host>.<pid>.<n>: one process wrote them all (the HPARAMS file is its second)
+    assert len({path.name.rsplit(".", 2)[1] for path in events.glob("events.out.tfevents.*")}) == 1
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert (metrics["status"], metrics["world_size"], metrics["steps"]) == ("completed", 2, 5)
+    assert metrics["num_fake"] == 9  # 5 generated on rank 0, 4 on rank 1
+    assert "world_size 2" in (run_dir / "train.log").read_text()
+
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    streams = state["rng"]["ranks"]
+    assert len(streams) == 2 and not torch.equal(streams[0]["torch"], streams[1]["torch"])
+    generator, _ = load_generator(run_dir, torch.device("cpu"))
+    images = generate(generator, 3, "cpu", seed=0)
+    assert images.shape == (3, 1, 32, 32) and torch.isfinite(images).all()
