@@ -50,40 +50,73 @@ def test_a_global_batch_smaller_than_the_world_is_refused(compose_config, tiny_p
         check_trainer_options(cfg, torch.device("cpu"), World(rank=1, size=4))
 
 
+def torchrun_train(cwd: Path, *overrides: str) -> None:
+    """``torchrun --nproc_per_node=2 liver-gan-train ...`` as a user runs it, this checkout's code."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([*command, "-m", "liver_gan.cli.train", *overrides], cwd=cwd, env=env, check=True)
+
+
+def tiny_two_rank_run(data_dir: Path, *overrides: str) -> list[str]:
+    return [
+        *tiny_phantom_overrides(data_dir),
+        f"eval.cache_dir={data_dir / 'reference'}",
+        "loss=wgan_gp",  # its penalty draws from each rank's stream every step
+        "trainer.device=cpu",
+        "trainer.deterministic=true",
+        "trainer.batch_size=4",
+        "trainer.epochs=2",
+        "trainer.max_steps=6",
+        "trainer.log_every=2",
+        *overrides,
+    ]
+
+
+@pytest.fixture(scope="module")
+def two_rank_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-process gloo run of 6 steps, evaluated on both ranks' samples; its run dir."""
+    cwd = tmp_path_factory.mktemp("two_ranks")
+    weights = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth"
+    if not weights.exists():
+        pytest.skip("no offline copy of the Inception weights in $TORCH_HOME or ../shared/fid/")
+    evaluation = [f"eval.inception_weights={weights}", "eval.num_samples=9", "eval.max_real=8"]
+    torchrun_train(cwd, *tiny_two_rank_run(data_dir, *evaluation))
+    assert [path.name for path in (cwd / "outputs").iterdir()] == ["train"]
+    [run_dir] = (cwd / "outputs" / "train").iterdir()
+    return run_dir
+
+
 @pytest.mark.slow
-def test_a_two_process_gloo_run_is_one_run(data_dir: Path, tmp_path: Path, fid_weights: Path) -> None:
+def test_a_two_process_gloo_run_is_one_run(two_rank_run: Path) -> None:
     """torchrun --nproc_per_node=2 liver-gan-train: one run dir, one TensorBoard log, one metrics.json
     (world_size 2, evaluated on both ranks' samples), a checkpoint with both ranks' noise streams
     that one process loads and samples."""
-    overrides = [
-        *tiny_phantom_overrides(data_dir),
-        f"eval.cache_dir={data_dir / 'reference'}",
-        f"eval.inception_weights={fid_weights}",
-        "eval.num_samples=9",
-        "eval.max_real=8",
-        "trainer.device=cpu",
-        "trainer.batch_size=4",
-        "trainer.epochs=2",
-        "trainer.max_steps=5",
-        "trainer.log_every=2",
-    ]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    subprocess.run([*command, "-m", "liver_gan.cli.train", *overrides], cwd=tmp_path, env=env, check=True)
-
-    [run_dir] = (tmp_path / "outputs" / "train").iterdir()
-    assert [path.name for path in (tmp_path / "outputs").iterdir()] == ["train"]
-    [events] = (run_dir / "tb").iterdir()
+    [events] = (two_rank_run / "tb").iterdir()
     # events.out.tfevents.<time>.<host>.<pid>.<n>: one process wrote them all (the HPARAMS file is its second)
     assert len({path.name.rsplit(".", 2)[1] for path in events.glob("events.out.tfevents.*")}) == 1
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert (metrics["status"], metrics["world_size"], metrics["steps"]) == ("completed", 2, 5)
+    metrics = json.loads((two_rank_run / "metrics.json").read_text())
+    assert (metrics["status"], metrics["world_size"], metrics["steps"]) == ("completed", 2, 6)
     assert metrics["num_fake"] == 9  # 5 generated on rank 0, 4 on rank 1
-    assert "world_size 2" in (run_dir / "train.log").read_text()
+    assert "world_size 2" in (two_rank_run / "train.log").read_text()
 
-    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    state = load_checkpoint(two_rank_run / "checkpoints" / "last.pt")
     streams = state["rng"]["ranks"]
     assert len(streams) == 2 and not torch.equal(streams[0]["torch"], streams[1]["torch"])
-    generator, _ = load_generator(run_dir, torch.device("cpu"))
+    generator, _ = load_generator(two_rank_run, torch.device("cpu"))
     images = generate(generator, 3, "cpu", seed=0)
     assert images.shape == (3, 1, 32, 32) and torch.isfinite(images).all()
+
+
+@pytest.mark.slow
+def test_a_two_rank_run_resumes_exactly_on_two_ranks(two_rank_run: Path, data_dir: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "capped"
+    torchrun_train(tmp_path, *tiny_two_rank_run(data_dir, "eval.enabled=false", "trainer.max_steps=3"), f"hydra.run.dir={run_dir}")
+    torchrun_train(tmp_path, f"hydra.run.dir={run_dir}", "trainer.resume=auto", "trainer.max_steps=6")
+    resumed = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    reference = load_checkpoint(two_rank_run / "checkpoints" / "last.pt")
+    assert resumed["step"] == reference["step"] == 6
+    for network in ("generator", "discriminator"):
+        for name, tensor in reference[network].items():
+            assert torch.equal(resumed[network][name], tensor), f"{network}.{name}"
+    for rank in range(2):
+        assert torch.equal(resumed["rng"]["ranks"][rank]["torch"], reference["rng"]["ranks"][rank]["torch"])
