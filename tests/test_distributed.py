@@ -11,13 +11,21 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 from tiny_gan import tiny_phantom_overrides
 
 from liver_gan.errors import LiverGanError
 from liver_gan.runs import load_generator
 from liver_gan.sampling import generate
 from liver_gan.training.checkpoint import load_checkpoint
-from liver_gan.training.distributed import World, rank_seed, shard, shard_range
+from liver_gan.training.distributed import (
+    World,
+    average_gradients_before_steps,
+    broadcast_networks,
+    rank_seed,
+    shard,
+    shard_range,
+)
 from liver_gan.training.loop import check_trainer_options
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +56,32 @@ def test_a_global_batch_smaller_than_the_world_is_refused(compose_config, tiny_p
     cfg = compose_config([*tiny_phantom, "trainer.batch_size=2", "trainer.device=cpu"], hydra=False)
     with pytest.raises(LiverGanError, match="trainer.batch_size=2 .* smaller than the 4 ranks"):
         check_trainer_options(cfg, torch.device("cpu"), World(rank=1, size=4))
+
+
+def train_three_steps_on_rank(rank: int, init_file: str, results: str) -> None:
+    """Rank ``rank`` of 2: a linear model from its own seed, 3 fused-Adam steps on data of its own."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    torch.manual_seed(rank)
+    network = torch.nn.Linear(4, 1)
+    broadcast_networks([network])
+    optimizer = torch.optim.Adam(network.parameters(), fused=True)
+    average_gradients_before_steps([optimizer], World(rank=rank, size=2))
+    for _ in range(3):
+        optimizer.zero_grad(set_to_none=True)
+        network(torch.randn(8, 4)).square().mean().backward()
+        optimizer.step()
+    torch.save(network.state_dict(), f"{results}.{rank}")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_averaged_gradients_keep_the_ranks_weights_equal(tmp_path: Path) -> None:
+    torch.multiprocessing.spawn(
+        train_three_steps_on_rank, args=(str(tmp_path / "init"), str(tmp_path / "weights")), nprocs=2
+    )
+    first, second = (torch.load(tmp_path / f"weights.{rank}") for rank in range(2))
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[name], second[name]) for name in first)
 
 
 def torchrun_train(cwd: Path, *overrides: str) -> None:
