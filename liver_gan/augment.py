@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -242,8 +243,15 @@ class AdaptiveAugment(Augment):
         self._steps += 1
         if self._steps < self.adjust_every:
             return
-        self.overfitting = self._sign_sum / self._images
-        step = self._images / (self.ada_kimg * 1000)
+        sign_sum, images = self._sign_sum, float(self._images)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # A run of several ranks: r_t over every rank's real images, so that p stays equal on all
+            # (stylegan2-ada sums these statistics over its GPUs too).
+            totals = torch.stack([sign_sum, torch.tensor(images, device=device)])
+            dist.all_reduce(totals)
+            sign_sum, images = totals[0], totals[1]  # stays on the device: no host sync
+        self.overfitting = sign_sum / images
+        step = images / (self.ada_kimg * 1000)
         self.p = (self.p.to(device) + torch.sign(self.overfitting - self.target) * step).clamp(0, 1)
         self._sign_sum = torch.zeros_like(self._sign_sum)
         self._images = 0

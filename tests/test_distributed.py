@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 from tiny_gan import tiny_phantom_overrides
 
+from liver_gan.augment import AdaptiveAugment
 from liver_gan.errors import LiverGanError
 from liver_gan.runs import load_generator
 from liver_gan.sampling import generate
@@ -59,7 +60,8 @@ def test_a_global_batch_smaller_than_the_world_is_refused(compose_config, tiny_p
 
 
 def train_three_steps_on_rank(rank: int, init_file: str, results: str) -> None:
-    """Rank ``rank`` of 2: a linear model from its own seed, 3 fused-Adam steps on data of its own."""
+    """Rank ``rank`` of 2: a linear model from its own seed, 3 fused-Adam steps on data of its own,
+    and ADA observing real logits of its own."""
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     torch.manual_seed(rank)
     network = torch.nn.Linear(4, 1)
@@ -70,18 +72,23 @@ def train_three_steps_on_rank(rank: int, init_file: str, results: str) -> None:
         optimizer.zero_grad(set_to_none=True)
         network(torch.randn(8, 4)).square().mean().backward()
         optimizer.step()
-    torch.save(network.state_dict(), f"{results}.{rank}")
+    ada = AdaptiveAugment(adjust_every=2, ada_kimg=0.001)  # p moves by images / 1 per adjustment
+    for _ in range(2):
+        ada.observe(torch.tensor([1.0, 1.0, 1.0]) if rank == 0 else torch.tensor([-1.0]))
+    torch.save({**network.state_dict(), "ada_p": ada.p, "ada_overfitting": ada.overfitting}, f"{results}.{rank}")
     dist.destroy_process_group()
 
 
 @pytest.mark.slow
-def test_averaged_gradients_keep_the_ranks_weights_equal(tmp_path: Path) -> None:
+def test_averaged_gradients_and_ada_statistics_keep_the_ranks_equal(tmp_path: Path) -> None:
     torch.multiprocessing.spawn(
         train_three_steps_on_rank, args=(str(tmp_path / "init"), str(tmp_path / "weights")), nprocs=2
     )
     first, second = (torch.load(tmp_path / f"weights.{rank}") for rank in range(2))
     assert first.keys() == second.keys()
     assert all(torch.equal(first[name], second[name]) for name in first)
+    # ADA's r_t pools both ranks' real logits: (6 - 2) / 8 = 0.5 < target 0.6, so p stays at 0.
+    assert first["ada_overfitting"].item() == pytest.approx(0.5)
 
 
 def torchrun_train(cwd: Path, *overrides: str) -> None:
