@@ -4,10 +4,13 @@ launched with torchrun as a user would launch it (slow)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -27,9 +30,16 @@ from liver_gan.training.distributed import (
     shard,
     shard_range,
 )
-from liver_gan.training.loop import check_trainer_options
+from liver_gan.training.loop import check_trainer_options, train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def restore_determinism() -> Iterator[None]:
+    """Deterministic mode is process-wide: hand the default back to the tests after these."""
+    yield
+    torch.use_deterministic_algorithms(False)
 
 
 @pytest.mark.parametrize("batch_size", [4, 7, 64])
@@ -161,3 +171,18 @@ def test_a_two_rank_run_resumes_exactly_on_two_ranks(two_rank_run: Path, data_di
             assert torch.equal(resumed[network][name], tensor), f"{network}.{name}"
     for rank in range(2):
         assert torch.equal(resumed["rng"]["ranks"][rank]["torch"], reference["rng"]["ranks"][rank]["torch"])
+
+
+@pytest.mark.slow
+def test_a_two_rank_checkpoint_continues_in_one_process_with_a_warning(
+    two_rank_run: Path, compose_config, data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run_dir = tmp_path / "continued"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    shutil.copy(two_rank_run / "checkpoints" / "last.pt", run_dir / "checkpoints" / "last.pt")
+    overrides = tiny_two_rank_run(data_dir, "eval.enabled=false", "trainer.max_steps=7", "trainer.resume=auto")
+    cfg = compose_config(overrides, hydra=False)
+    with caplog.at_level(logging.WARNING):
+        metrics = train(cfg, run_dir)
+    assert (metrics["steps"], metrics["world_size"]) == (7, 1)
+    assert "written by 2 rank(s) and this run has 1" in caplog.text

@@ -207,20 +207,28 @@ def join_ranks(
     broadcast_networks(networks)
     average_gradients_before_steps(optimizers, world)
     saved_streams = None if saved is None else saved["rng"].get(RANK_STREAMS_KEY)
-    saved_size = 1 if saved is None or saved_streams is None else len(saved_streams)
-    if saved is not None and saved_size != world.size and world.is_main:
-        log.warning(
-            "the checkpoint was written by %d rank(s) and this run has %d: the weights and optimizers continue, "
-            "but the ranks' noise differs from the interrupted run's (resume is exact at the same world size)",
-            saved_size,
-            world.size,
-        )
     if world.rank > 0:
-        if saved_streams is not None and saved_size == world.size:
+        if saved_streams is not None and len(saved_streams) == world.size:
             restore_stream(saved_streams[world.rank], device)
         else:
             torch.manual_seed(rank_seed(seed, world.rank))
     barrier(world)
+
+
+def saved_world_size(saved: dict[str, Any]) -> int:
+    """How many ranks wrote the checkpoint ``saved``."""
+    return len(saved["rng"].get(RANK_STREAMS_KEY) or [None])
+
+
+def warn_on_another_world_size(saved: dict[str, Any], world: World) -> None:
+    """A resume is exact only at the world size the checkpoint was written with; say so otherwise."""
+    if saved_world_size(saved) != world.size and world.is_main:
+        log.warning(
+            "the checkpoint was written by %d rank(s) and this run has %d: the weights and optimizers continue, "
+            "but the noise differs from the interrupted run's (a resume is exact at the same world size)",
+            saved_world_size(saved),
+            world.size,
+        )
 
 
 # Where a checkpoint of several ranks keeps each rank's noise stream (under "rng"); rank 0's is also

@@ -71,6 +71,7 @@ from liver_gan.training.distributed import (
     rank_streams,
     shard,
     start_world,
+    warn_on_another_world_size,
 )
 from liver_gan.training.ema import GeneratorEMA
 from liver_gan.training.family import Family, build_family, family_module
@@ -142,6 +143,8 @@ def _train(
         fixed = restore(saved, family, ema, batches, progress, grid_columns(cfg), resume_from)
     elif cfg.trainer.overwrite and world.is_main:
         remove_previous_run(run_dir)
+    if saved is not None:
+        warn_on_another_world_size(saved, world)
     if world.distributed:
         join_ranks(trained_networks(family, ema), family.optimizers().values(), saved, cfg.seed, world, device)
     if world.is_main:
