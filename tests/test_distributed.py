@@ -186,3 +186,18 @@ def test_a_two_rank_checkpoint_continues_in_one_process_with_a_warning(
         metrics = train(cfg, run_dir)
     assert (metrics["steps"], metrics["world_size"]) == (7, 1)
     assert "written by 2 rank(s) and this run has 1" in caplog.text
+
+
+@pytest.mark.slow
+def test_the_submitit_launcher_runs_one_job_on_two_tasks(data_dir: Path, tmp_path: Path) -> None:
+    """hydra.launcher.tasks_per_node=2, as on SLURM, through submitit's local executor: the two tasks
+    join through TorchDistributedEnvironment (no torchrun) and write one run."""
+    sweep = tmp_path / "sweep"
+    launcher = ["hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2"]
+    overrides = tiny_two_rank_run(data_dir, "eval.enabled=false", "trainer.max_steps=2")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "liver_gan.cli.train", "-m", *launcher, f"hydra.sweep.dir={sweep}"]
+    subprocess.run([*command, "hydra.sweep.subdir=job", *overrides], cwd=tmp_path, env=env, check=True)
+    assert sorted(path.name for path in sweep.iterdir()) == [".submitit", "job", "multirun.yaml"]
+    metrics = json.loads((sweep / "job" / "metrics.json").read_text())
+    assert (metrics["status"], metrics["world_size"], metrics["steps"]) == ("completed", 2, 2)
