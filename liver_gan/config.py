@@ -122,6 +122,9 @@ class DatasetConfig:
     # Smallest crop, as a fraction of the slice: the liver's first and last slices have tiny
     # bounding boxes, which would otherwise be blown up into blurry patches.
     crop_min_fraction: float = 0.35
+    # Each slice also carries its liver and tumor masks as extra image channels (liver_gan/data/masks.py),
+    # so that models generate image and label map together.
+    masks: bool = False
     val_fraction: float = 0.1
     cache_dir: str = "outputs/cache"
     num_workers: int = 2
@@ -243,12 +246,33 @@ class KIDConfig:
 
 
 @dataclass
+class SegmenterConfig:
+    """A 2D MONAI ``UNet`` for liver and tumor, and how it trains (liver_gan/downstream/segmentation.py).
+
+    Used by the mask checks of the evaluation (``eval.segmenter``) and by ``liver-gan-utility
+    task=segmentation`` (the ``segmenter`` group).  Every arm, seed and check trains it the same way.
+    """
+
+    channels: List[int] = field(default_factory=lambda: [16, 32, 64])  # per U-Net level
+    strides: List[int] = field(default_factory=lambda: [2, 2])  # one fewer than channels
+    num_res_units: int = 1
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    horizontal_flip: bool = False  # off by default: it swaps the liver's side
+
+
+@dataclass
 class EvalConfig:
     """The end-of-run evaluation (liver_gan/metrics/evaluate.py): these keys serve every metric."""
 
     enabled: bool = True
     # Names registered in liver_gan/metrics/registry.py, computed in this order.
-    metrics: List[str] = field(default_factory=lambda: ["fid", "kid", "precision_recall", "diversity", "memorisation"])
+    # masks: only where the slices carry them (dataset.masks=true).
+    metrics: List[str] = field(
+        default_factory=lambda: ["fid", "kid", "precision_recall", "diversity", "memorisation", "masks"]
+    )
     # Generated images; null: twice the real images compared, at most 2048 (sized to the data).
     num_samples: Optional[int] = None
     max_real: int = 2048  # real images of real_pool: a fixed random choice of this many when it holds more
@@ -258,6 +282,8 @@ class EvalConfig:
     cache_dir: str = "outputs/cache/reference_stats"
     fid: FIDConfig = field(default_factory=FIDConfig)
     kid: KIDConfig = field(default_factory=KIDConfig)
+    # The image-mask agreement check of the masks metric (dataset.masks=true): a U-Net trained on the real train split.
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
 
 
 class AugmentOp(str, Enum):
@@ -366,9 +392,19 @@ class EvaluateConfig:
     device: str = "auto"
 
 
+class SampleFormat(str, Enum):
+    """What ``liver-gan-sample`` writes (liver_gan/cli/sample.py, liver_gan/data/segmentation_export.py)."""
+
+    png = "png"  # PNG folders and the .npy stacks
+    npy = "npy"  # the .npy stacks only
+    nifti = "nifti"  # one .nii.gz per slice in HU (and its _seg.nii.gz label map with masks)
+    nnunet = "nnunet"  # an nnU-Net v2 raw dataset folder (needs masks)
+    lits = "lits"  # volume-N / segmentation-N pairs (needs masks)
+
+
 @dataclass
 class SampleConfig:
-    """``liver-gan-sample``: PNGs and a .npy stack from a trained generator."""
+    """``liver-gan-sample``: PNGs and a .npy stack, or NIfTI exports, from a trained generator."""
 
     checkpoint: str = MISSING  # a run dir (uses checkpoints/last.pt) or a .pt file
     num_samples: int = 64  # per class for a conditional model
@@ -378,6 +414,9 @@ class SampleConfig:
     device: str = "auto"
     reject_memorised: bool = False  # drop samples nearer a training slice than memorisation_threshold
     memorisation_threshold: Optional[float] = None  # pixel RMS distance in [-1, 1] units; None: the val baseline
+    format: SampleFormat = SampleFormat.png
+    # The nnU-Net raw dataset folder written under out with format=nnunet (nnU-Net's DatasetXXX_Name form).
+    nnunet_dataset: str = "Dataset900_LiverGanSynthetic"
 
 
 class SyntheticClasses(str, Enum):
@@ -437,6 +476,7 @@ SCHEMAS: dict[str, type] = {
     "eval_schema": EvalConfig,
     "trainer_schema": TrainerConfig,
     "classifier_schema": ClassifierConfig,
+    "segmenter_schema": SegmenterConfig,
 }
 
 

@@ -21,6 +21,7 @@ from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from liver_gan.atomic import atomic_directory, atomic_write, build_lock
+from liver_gan.data.masks import has_masks, overlay
 from liver_gan.errors import LiverGanError
 
 CAPTION_HEIGHT = 14  # pixels of the text line under each row of a captioned grid
@@ -55,11 +56,21 @@ def write_png_folder(images: Tensor, directory: Path) -> None:
             save_png(image[0], tmp / f"{index:05d}.png")
 
 
+def write_label_pngs(label_maps: Tensor, directory: Path) -> None:
+    """Write (N, R, R) uint8 label maps as ``directory/00000.png``... whose pixel values are the
+    labels (0, 1, 2), the way nnU-Net and most tools read PNG masks; written like :func:`write_png_folder`."""
+    with build_lock(directory), atomic_directory(directory) as tmp:
+        for index, labels in enumerate(label_maps.to(torch.uint8)):
+            save_png(labels, tmp / f"{index:05d}.png")
+
+
 def image_grid(images: Tensor, columns: int, pad_value: float = 0.0) -> Tensor:
-    """A (3, H, W) grid in [0, 1] of (N, 1, R, R) images in [-1, 1], ``columns`` wide."""
-    return make_grid(
-        images.float().cpu(), nrow=columns, padding=2, normalize=True, value_range=(-1.0, 1.0), pad_value=pad_value
-    )
+    """A (3, H, W) grid in [0, 1] of (N, 1, R, R) images in [-1, 1], ``columns`` wide; slices that
+    carry mask channels show them as a colour overlay (green liver, red tumor)."""
+    images = images.float().cpu()
+    if has_masks(images):
+        images = overlay(images)
+    return make_grid(images, nrow=columns, padding=2, normalize=True, value_range=(-1.0, 1.0), pad_value=pad_value)
 
 
 def write_grid_png(grid: Tensor, path: Path) -> None:

@@ -14,7 +14,7 @@ def generate(
     labels: Tensor | None = None,
     seed: int | None = None,
 ) -> Tensor:
-    """CPU float32 (N, 1, R, R) images in [-1, 1] from ``generator`` in eval mode.
+    """CPU float32 (N, K, R, R) images in [-1, 1] from ``generator`` in eval mode (K: its ``image_channels``).
 
     The noise is drawn on the CPU from its own ``torch.Generator`` when a seed is given, so a
     seed gives the same samples on any device and leaves the global RNG untouched.  The
@@ -25,7 +25,7 @@ def generate(
     noise_rng = torch.Generator().manual_seed(seed) if seed is not None else None
     was_training = generator.training
     generator.eval()
-    batches = [torch.empty(0, 1, generator.resolution, generator.resolution)]
+    batches = [torch.empty(0, generator.image_channels, generator.resolution, generator.resolution)]
     try:
         with torch.no_grad():
             for start in range(0, num_images, batch_size):

@@ -10,18 +10,25 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 import yaml
+from torch import nn
 
 from liver_gan.cli import train as train_cli
+from liver_gan.config import SegmenterConfig
+from liver_gan.data.dataset import PreparedDataset, SliceSet
+from liver_gan.data.labels import TUMOR
+from liver_gan.data.masks import MASK_CHANNELS, encode
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics import evaluate, registry
 from liver_gan.metrics.context import EvaluationContext
 from liver_gan.metrics.evaluate import evaluate_generator
 from liver_gan.metrics.registry import check_optimized_metric, known_metrics, register_metric, selected_metrics
+from liver_gan.models.mlp import build_mlp_gan
 from test_fid import eval_config, tiny_generator, two_class_dataset
 from test_reference_cache import CountingExtractor
 
-ALL_METRICS = ["fid", "kid", "precision_recall", "diversity", "memorisation"]
+ALL_METRICS = ["fid", "kid", "precision_recall", "diversity", "memorisation", "masks"]
 # What evaluate_generator reports whichever metrics run.
 COMMON_KEYS = {"metrics", "num_real", "num_fake", "real_pool", "feature_extractor"}
 
@@ -61,15 +68,42 @@ def test_only_the_selected_metric_is_computed(
     assert not (tmp_path / "memorisation_closest_pairs.png").exists()
 
 
+def with_masks(dataset: PreparedDataset) -> PreparedDataset:
+    """The dataset's slices with mask channels: liver where a blob is bright, tumor in its middle on tumor slices."""
+
+    def masked(slices: SliceSet) -> SliceSet:
+        maps = (slices.images[:, 0] > 0).long()
+        maps[slices.labels == TUMOR, 14:18, 14:18] = 2
+        return dataclasses.replace(slices, images=torch.cat([slices.images, encode(maps)], dim=1))
+
+    return dataclasses.replace(dataset, train=masked(dataset.train), val=masked(dataset.val))
+
+
+def masked_generator() -> nn.Module:
+    generator, _ = build_mlp_gan(8, True, [16], [16], resolution=32, num_classes=2, image_channels=1 + MASK_CHANNELS)
+    return generator
+
+
+TINY_SEGMENTER = SegmenterConfig(channels=[4, 8], strides=[2], epochs=1)
+
+
 def test_every_metric_returns_exactly_its_declared_keys(tmp_path: Path, extractor: CountingExtractor) -> None:
-    cfg = eval_config(tmp_path, num_samples=8, max_real=24)
-    metrics = evaluate_generator(tiny_generator(conditional=True), two_class_dataset(), cfg, tmp_path, "cpu", seed=0)
+    cfg = eval_config(tmp_path, num_samples=8, max_real=24, segmenter=TINY_SEGMENTER)
+    dataset = with_masks(two_class_dataset())
+    metrics = evaluate_generator(masked_generator(), dataset, cfg, tmp_path, "cpu", seed=0)
     declared = {key for metric in selected_metrics(ALL_METRICS) for key in metric.keys}
     assert set(metrics) == COMMON_KEYS | declared | {"per_class"}
     assert metrics["metrics"] == ALL_METRICS and metrics["num_fake"] == cfg.num_samples
     # FID's and KID's per-class rows are merged into one row per class.
     row_keys = {"fid", "kid_mean", "kid_std", "num_real", "num_fake"}
     assert [set(row) for row in metrics["per_class"].values()] == [row_keys] * 2
+
+
+def test_the_mask_checks_are_left_out_for_slices_without_masks(tmp_path: Path, extractor: CountingExtractor) -> None:
+    cfg = eval_config(tmp_path, num_samples=8, max_real=24)
+    metrics = evaluate_generator(tiny_generator(conditional=True), two_class_dataset(), cfg, tmp_path, "cpu", seed=0)
+    assert metrics["metrics"] == [name for name in ALL_METRICS if name != "masks"]
+    assert not any(key.startswith("mask_") for key in metrics)
 
 
 def test_metrics_run_in_the_listed_order_and_are_recorded(

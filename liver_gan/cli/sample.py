@@ -1,13 +1,22 @@
-"""``liver-gan-sample checkpoint=RUN_DIR_OR_PT``: write generated slices as PNGs and a .npy stack.
+"""``liver-gan-sample checkpoint=RUN_DIR_OR_PT``: write generated slices as PNGs and a .npy stack,
+or as NIfTI files for segmentation tools (``format=``).
 
-An unconditional model writes ``<out>/samples/*.png`` and ``<out>/samples.npy``; a conditional
-one writes ``num_samples`` images of each class, ``<out>/<class>/*.png`` and ``<out>/<class>.npy``,
-from the same noise vectors, so ``healthy/00003.png`` and ``tumor/00003.png`` differ only in the
-label.  Images are the model's own resolution; the stacks are float32 (N, 1, R, R) in [-1, 1].
+An unconditional model writes the stack ``samples``; a conditional one writes ``num_samples``
+images of each class, stacks ``healthy`` and ``tumor``, from the same noise vectors, so
+``healthy/00003.png`` and ``tumor/00003.png`` differ only in the label.  Images are the model's
+own resolution.
+
+- ``format=png`` (default): ``<out>/<stack>/*.png`` and ``<out>/<stack>.npy``, float32
+  (N, 1, R, R) in [-1, 1]; ``npy``: the stacks only.  A model trained with ``dataset.masks=true``
+  also writes each stack's label maps, ``<out>/<stack>_labels.npy`` (uint8 (N, R, R), 0/1/2)
+  and with png ``<out>/<stack>_labels/*.png`` (pixel values 0, 1, 2).
+- ``format=nifti|nnunet|lits``: ``<out>/nifti/``, ``<out>/<nnunet_dataset>/`` or ``<out>/lits/``
+  in Hounsfield units with the source data's spacing (liver_gan/data/segmentation_export.py).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +28,13 @@ from torch import Tensor, nn
 
 from liver_gan.atomic import atomic_write
 from liver_gan.cli import report_user_errors, run_hydra_app
+from liver_gan.config import SampleFormat
 from liver_gan.data.labels import CLASS_NAMES
+from liver_gan.data.masks import ct, has_masks, label_maps
+from liver_gan.data.segmentation_export import EXPORTS, source_spacing
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
-from liver_gan.images import write_png_folder
+from liver_gan.images import write_label_pngs, write_png_folder
 from liver_gan.metrics.memorisation import reject_memorised, validation_threshold
 from liver_gan.sampling import generate
 from liver_gan.runs import load_generator, run_dataset
@@ -46,19 +58,15 @@ def memorisation_filter(cfg: DictConfig, train_cfg: DictConfig) -> MemorisationF
     dataset = run_dataset(train_cfg)
     threshold = cfg.memorisation_threshold
     if threshold is None:
-        threshold = validation_threshold(dataset.train.images, dataset.val.images)
-    return MemorisationFilter(dataset.train.images, threshold)
+        threshold = validation_threshold(ct(dataset.train.images), ct(dataset.val.images))
+    return MemorisationFilter(ct(dataset.train.images), threshold)
 
 
-def write_samples(
-    generator: nn.Module,
-    cfg: DictConfig,
-    out: Path,
-    device: torch.device,
-    memorisation: MemorisationFilter | None = None,
+def generate_stacks(
+    generator: nn.Module, cfg: DictConfig, device: torch.device, memorisation: MemorisationFilter | None = None
 ) -> dict[str, Tensor]:
-    """Generate and write every stack (``samples``, or one per class), without near-copies of
-    training slices when ``memorisation`` is given; returns them by name."""
+    """Every stack (``samples``, or one per class), without near-copies of training slices when
+    ``memorisation`` is given; (N, C, R, R) in [-1, 1], mask channels included."""
     if cfg.num_samples < 1 or cfg.batch_size < 1:
         raise LiverGanError(f"num_samples={cfg.num_samples} and batch_size={cfg.batch_size} must be at least 1")
     stacks = {}
@@ -70,10 +78,41 @@ def write_samples(
                 f"{name}: dropped {dropped} of {cfg.num_samples} samples closer than "
                 f"{memorisation.threshold:.4f} (pixel RMS) to a training slice"
             )
-        write_png_folder(images, out / name)
-        atomic_write(out / f"{name}.npy", lambda tmp: _save_npy(tmp, images.numpy()))
         stacks[name] = images
     return stacks
+
+
+def write_stacks(stacks: dict[str, Tensor], export_format: SampleFormat, out: Path) -> list[Path]:
+    """``format=png`` or ``npy``: each stack's .npy (and PNG folder), with its label maps when it has masks."""
+    written = []
+    for name, images in stacks.items():
+        if export_format is SampleFormat.png:
+            write_png_folder(ct(images), out / name)
+            written.append(out / name)
+        _write_npy(out / f"{name}.npy", ct(images).numpy())
+        written.append(out / f"{name}.npy")
+        if has_masks(images):
+            maps = label_maps(images).to(torch.uint8)
+            if export_format is SampleFormat.png:
+                write_label_pngs(maps, out / f"{name}_labels")
+                written.append(out / f"{name}_labels")
+            _write_npy(out / f"{name}_labels.npy", maps.numpy())
+            written.append(out / f"{name}_labels.npy")
+    return written
+
+
+def export_stacks(stacks: dict[str, Tensor], cfg: DictConfig, train_cfg: DictConfig, out: Path) -> Path:
+    """``format=nifti|nnunet|lits``: the stacks in HU, with the spacing of the run's own training slices."""
+    export_format = SampleFormat(cfg.format)
+    folder = {SampleFormat.nifti: "nifti", SampleFormat.lits: "lits", SampleFormat.nnunet: cfg.nnunet_dataset}
+    if export_format is SampleFormat.nnunet and not re.fullmatch(r"Dataset\d{3}_\w+", cfg.nnunet_dataset):
+        raise LiverGanError(
+            f"nnunet_dataset={cfg.nnunet_dataset}: nnU-Net finds datasets named DatasetXXX_Name (three digits), "
+            "e.g. nnunet_dataset=Dataset901_SynthLiver"
+        )
+    spacing = source_spacing(run_dataset(train_cfg).train)
+    export = EXPORTS[export_format.value]
+    return export(stacks, out / folder[export_format], train_cfg.dataset.window, spacing)
 
 
 def _labels_by_stack(num_classes: int, num_samples: int) -> dict[str, Tensor | None]:
@@ -82,9 +121,12 @@ def _labels_by_stack(num_classes: int, num_samples: int) -> dict[str, Tensor | N
     return {CLASS_NAMES[label]: torch.full((num_samples,), label) for label in range(num_classes)}
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with path.open("wb") as file:  # a file object: np.save would append .npy to the temporary name
-        np.save(file, array)
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    def save(tmp: Path) -> None:
+        with tmp.open("wb") as file:  # a file object: np.save would append .npy to the temporary name
+            np.save(file, array)
+
+    atomic_write(path, save)
 
 
 @report_user_errors
@@ -95,9 +137,14 @@ def sample(cfg: DictConfig) -> None:
     generator, train_cfg = load_generator(Path(cfg.checkpoint), device)
     out = Path(cfg.out) if cfg.out is not None else Path(HydraConfig.get().runtime.output_dir)
     memorisation = memorisation_filter(cfg, train_cfg) if cfg.reject_memorised else None
-    stacks = write_samples(generator, cfg, out, device, memorisation)
-    for name, images in stacks.items():
-        print(f"{len(images)} images of {images.shape[-2]}x{images.shape[-1]}: {out / name}/ and {out / name}.npy")
+    stacks = generate_stacks(generator, cfg, device, memorisation)
+    counts = ", ".join(f"{len(images)} {name}" for name, images in stacks.items())
+    resolution = next(iter(stacks.values())).shape[-1]
+    if SampleFormat(cfg.format) in (SampleFormat.png, SampleFormat.npy):
+        written = write_stacks(stacks, SampleFormat(cfg.format), out)
+        print(f"{counts} images of {resolution}x{resolution}: {', '.join(str(path) for path in written)}")
+    else:
+        print(f"{counts} images of {resolution}x{resolution}: {export_stacks(stacks, cfg, train_cfg, out)}")
 
 
 def main() -> None:

@@ -23,9 +23,10 @@ from liver_gan.errors import LiverGanError
 log = logging.getLogger(__name__)
 
 # Bump whenever reading or slicing changes what an entry holds: old entries are then ignored.
-CACHE_FORMAT_VERSION = 2
+CACHE_FORMAT_VERSION = 3
 META_FILE = "meta.json"
-ARRAYS = ("images", "labels", "patient_ids", "slice_indices")
+ARRAYS = ("images", "labels", "patient_ids", "slice_indices", "spacing")
+OPTIONAL_ARRAYS = ("label_maps",)  # only in entries built with dataset.masks=true
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class SliceTable:
     labels: np.ndarray  # int8 (N,), HEALTHY / TUMOR
     patient_ids: np.ndarray  # int32 (N,)
     slice_indices: np.ndarray  # int32 (N,)
+    spacing: np.ndarray  # float32 (N, 3): mm per pixel (rows, columns), slice thickness
+    label_maps: np.ndarray | None = None  # int8 (N, R, R), 0/1/2, with dataset.masks=true
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,8 @@ def is_entry(path: Path) -> bool:
     """Whether ``path`` holds a whole entry: every array's header matches its file's length
     (checked without reading the data) and ``meta.json`` parses."""
     try:
-        lengths = {len(np.load(path / f"{name}.npy", mmap_mode="r")) for name in ARRAYS}
+        optional = [name for name in OPTIONAL_ARRAYS if (path / f"{name}.npy").is_file()]
+        lengths = {len(np.load(path / f"{name}.npy", mmap_mode="r")) for name in (*ARRAYS, *optional)}
         meta = json.loads((path / META_FILE).read_text())
     except (OSError, ValueError):
         return False
@@ -99,14 +103,16 @@ def entry_options(path: Path) -> dict[str, Any]:
 
 
 def _write(directory: Path, slices: SliceTable, meta: dict[str, Any]) -> None:
-    for name in ARRAYS:
-        np.save(directory / f"{name}.npy", getattr(slices, name), allow_pickle=False)
+    for name in (*ARRAYS, *OPTIONAL_ARRAYS):
+        if getattr(slices, name) is not None:
+            np.save(directory / f"{name}.npy", getattr(slices, name), allow_pickle=False)
     (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def _read(path: Path) -> tuple[SliceTable, dict[str, Any]]:
     try:
-        slices = SliceTable(**{name: np.load(path / f"{name}.npy", allow_pickle=False) for name in ARRAYS})
+        optional = [name for name in OPTIONAL_ARRAYS if (path / f"{name}.npy").is_file()]
+        slices = SliceTable(**{name: np.load(path / f"{name}.npy", allow_pickle=False) for name in (*ARRAYS, *optional)})
         meta = json.loads((path / META_FILE).read_text())
     except (OSError, ValueError) as error:
         raise LiverGanError(

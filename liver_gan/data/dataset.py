@@ -8,6 +8,7 @@ slices of one patient out of validation.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -26,6 +27,7 @@ from liver_gan.config import Crop, DatasetConfig, DatasetName, Layout, Subset
 from liver_gan.data.cache import CacheEntry, SliceTable, cache_key, load_or_build
 from liver_gan.data.labels import HEALTHY, SUBSET_CLASSES, TUMOR
 from liver_gan.data.layouts import Case, find_cases
+from liver_gan.data.masks import ct, encode
 from liver_gan.data.nifti import read_scan
 from liver_gan.data.phantom import write_phantom
 from liver_gan.data.slicing import ScanSlices, SliceOptions, slice_scan
@@ -45,21 +47,32 @@ PARALLEL_MIN_INPUT_BYTES = 2**30
 class SliceSet:
     """Slices with their class and patient, as tensors ready to move to the training device."""
 
-    images: torch.Tensor  # float32 (N, 1, R, R), values in [-1, 1]
+    # float32 (N, C, R, R), values in [-1, 1]: the CT channel, then with dataset.masks=true the
+    # liver and tumor mask channels (liver_gan/data/masks.py)
+    images: torch.Tensor
     labels: torch.Tensor  # int64 (N,), HEALTHY / TUMOR
     patient_ids: torch.Tensor  # int64 (N,)
     slice_indices: torch.Tensor | None = None  # int64 (N,), axial index in the canonical volume
+    spacing: torch.Tensor | None = None  # float32 (N, 3): mm per pixel (rows, columns), slice thickness
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def of_class(self, label: int) -> SliceSet:
-        keep = self.labels == label
+        return self.select(self.labels == label)
+
+    def ct_only(self) -> SliceSet:
+        """The same slices without their mask channels (a view, not a copy)."""
+        return dataclasses.replace(self, images=ct(self.images))
+
+    def select(self, keep: torch.Tensor) -> SliceSet:
+        """The slices where the boolean ``keep`` is true (or at the indices ``keep`` lists)."""
         return SliceSet(
             self.images[keep],
             self.labels[keep],
             self.patient_ids[keep],
             None if self.slice_indices is None else self.slice_indices[keep],
+            None if self.spacing is None else self.spacing[keep],
         )
 
 
@@ -71,6 +84,10 @@ class PreparedDataset:
     train: SliceSet  # filtered to ``subset`` (labels kept)
     val: SliceSet
     summary: dict[str, Any]  # the dataset_summary.json structure (counts over both classes)
+
+    def ct_only(self) -> PreparedDataset:
+        """The same dataset without mask channels: what Inception and the image metrics compare."""
+        return dataclasses.replace(self, train=self.train.ct_only(), val=self.val.ct_only())
 
 
 def prepare_dataset(cfg: DatasetConfig, seed: int) -> PreparedDataset:
@@ -137,6 +154,7 @@ def slice_options(cfg: DatasetConfig) -> SliceOptions:
         crop=Crop(cfg.crop),
         crop_margin=float(cfg.crop_margin),
         crop_min_fraction=float(cfg.crop_min_fraction),
+        masks=bool(cfg.masks),
     )
 
 
@@ -210,6 +228,8 @@ def _table(sliced: Sequence[tuple[int, ScanSlices]]) -> SliceTable:
         labels=np.concatenate([np.where(scan.tumor, TUMOR, HEALTHY).astype(np.int8) for _, scan in sliced]),
         patient_ids=np.concatenate([np.full(len(scan.tumor), patient, np.int32) for patient, scan in sliced]),
         slice_indices=np.concatenate([scan.slice_indices for _, scan in sliced]),
+        spacing=np.concatenate([scan.spacing for _, scan in sliced]),
+        label_maps=None if sliced[0][1].label_maps is None else np.concatenate([scan.label_maps for _, scan in sliced]),
     )
 
 
@@ -254,11 +274,15 @@ def _proportional_quotas(total: int, sizes: Sequence[int]) -> list[int]:
 
 def _slice_set(table: SliceTable, patients: list[int], subset: Subset) -> SliceSet:
     keep = np.isin(table.patient_ids, patients) & np.isin(table.labels, SUBSET_CLASSES[subset])
+    images = torch.from_numpy(table.images[keep].astype(np.float32)).unsqueeze(1)
+    if table.label_maps is not None:
+        images = torch.cat([images, encode(torch.from_numpy(table.label_maps[keep]))], dim=1)
     return SliceSet(
-        images=torch.from_numpy(table.images[keep].astype(np.float32)).unsqueeze(1),
+        images=images,
         labels=torch.from_numpy(table.labels[keep].astype(np.int64)),
         patient_ids=torch.from_numpy(table.patient_ids[keep].astype(np.int64)),
         slice_indices=torch.from_numpy(table.slice_indices[keep].astype(np.int64)),
+        spacing=torch.from_numpy(table.spacing[keep].astype(np.float32)),
     )
 
 

@@ -49,6 +49,7 @@ class CTScan:
     slope: float  # HU = stored * slope + inter (the file's scl_slope / scl_inter)
     inter: float
     labels: np.ndarray  # int8, 0 background / 1 liver / 2 tumor, canonical
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)  # mm per voxel along the canonical X, Y, Z
 
     @property
     def num_slices(self) -> int:
@@ -119,7 +120,16 @@ def read_scan(volume_path: Path, segmentation_path: Path) -> CTScan:
         slope=slope,
         inter=inter,
         labels=apply_orientation(labels, orientation),
+        spacing=canonical_spacing(volume.header.get_zooms()[:3], orientation),
     )
+
+
+def canonical_spacing(zooms: tuple[float, ...], orientation: np.ndarray) -> tuple[float, float, float]:
+    """The file's voxel sizes reordered to the canonical axes its ``orientation`` maps them onto."""
+    spacing = [0.0, 0.0, 0.0]
+    for axis, (canonical_axis, _) in enumerate(orientation):
+        spacing[int(canonical_axis)] = float(zooms[axis])
+    return spacing[0], spacing[1], spacing[2]
 
 
 def write_nifti(

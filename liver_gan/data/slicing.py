@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from liver_gan.config import Crop
-from liver_gan.data.labels import LIVER_LABEL, TUMOR_LABEL
+from liver_gan.data.labels import BACKGROUND_LABEL, LIVER_LABEL, TUMOR_LABEL
+from liver_gan.data.masks import resize_labels
 from liver_gan.data.nifti import CTScan
 
 OUTSIDE = -1.0  # value of pixels outside the scan: the bottom of the window, like air
@@ -32,6 +33,7 @@ class SliceOptions:
     crop: Crop
     crop_margin: float  # fraction of the liver bounding box added on each side
     crop_min_fraction: float  # smallest crop side, as a fraction of the slice's shorter side
+    masks: bool = False  # also keep each slice's label map
 
 
 @dataclass(frozen=True)
@@ -42,11 +44,20 @@ class ScanSlices:
     tumor: np.ndarray  # bool (n,)
     slice_indices: np.ndarray  # int32 (n,), axial index in the canonical volume (0 = most inferior)
     num_slices: int  # axial slices in the whole volume
+    spacing: np.ndarray  # float32 (n, 3): mm per pixel of the resized slice (rows, columns), and slice thickness
+    label_maps: np.ndarray | None = None  # int8 (n, R, R), 0/1/2, with SliceOptions.masks
 
 
 # Slices windowed and resized together: full-resolution float32 memory stays at a few tens of
 # MB per volume instead of the whole liver range (hundreds of MB to fault in and throw away).
 SLICES_PER_CHUNK = 32
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    images: np.ndarray  # float16 (n, R, R)
+    sides: np.ndarray  # (n,) side of each slice's square, in source pixels
+    label_maps: np.ndarray | None  # int8 (n, R, R)
 
 
 def slice_scan(scan: CTScan, options: SliceOptions) -> ScanSlices:
@@ -55,20 +66,45 @@ def slice_scan(scan: CTScan, options: SliceOptions) -> ScanSlices:
         _window_and_resize(scan, indices[start : start + SLICES_PER_CHUNK], options)
         for start in range(0, len(indices), SLICES_PER_CHUNK)
     ]
-    resized = np.concatenate(chunks) if chunks else np.empty((0, options.resolution, options.resolution), np.float16)
-    return ScanSlices(resized, tumor, indices.astype(np.int32), scan.num_slices)
+    empty = np.empty((0, options.resolution, options.resolution))
+    resized = np.concatenate([chunk.images for chunk in chunks]) if chunks else empty.astype(np.float16)
+    sides = np.concatenate([chunk.sides for chunk in chunks]) if chunks else np.empty(0)
+    label_maps = None
+    if options.masks:
+        label_maps = np.concatenate([chunk.label_maps for chunk in chunks]) if chunks else empty.astype(np.int8)
+    return ScanSlices(
+        resized, tumor, indices.astype(np.int32), scan.num_slices, slice_spacing(scan, sides, options.resolution), label_maps
+    )
 
 
-def _window_and_resize(scan: CTScan, indices: np.ndarray, options: SliceOptions) -> np.ndarray:
+def slice_spacing(scan: CTScan, sides: np.ndarray, resolution: int) -> np.ndarray:
+    """float32 (n, 3): millimetres per resized pixel down the rows (the scan's y) and along the
+    columns (its x), then the slice thickness (z), for squares of ``sides`` source pixels."""
+    x, y, z = scan.spacing
+    scale = np.asarray(sides, dtype=np.float64) / resolution
+    return np.stack([scale * y, scale * x, np.full(len(scale), z)], axis=1).astype(np.float32)
+
+
+def _window_and_resize(scan: CTScan, indices: np.ndarray, options: SliceOptions) -> _Chunk:
     images = scan.windowed_slices(indices, options.window_level, options.window_width)
+    labels = scan.label_slices(indices) if options.crop is Crop.liver or options.masks else None
+    label_maps = None
     if options.crop is Crop.liver:
-        livers = scan.label_slices(indices) >= LIVER_LABEL
         min_side = math.ceil(options.crop_min_fraction * min(images.shape[1:]))
-        squares = [liver_square(liver, options.crop_margin, min_side) for liver in livers]
+        squares = [liver_square(liver, options.crop_margin, min_side) for liver in labels >= LIVER_LABEL]
         resized = crop_and_resize(images, squares, options.resolution)
+        sides = np.array([side for _, _, side in squares])
+        if options.masks:
+            label_maps = np.stack(
+                [resize_labels(crop_square(label, square, BACKGROUND_LABEL)[None], options.resolution)[0]
+                 for label, square in zip(labels, squares)]
+            )
     else:
         resized = resize(pad_to_square(images), options.resolution)
-    return resized.astype(np.float16)
+        sides = np.full(len(images), max(images.shape[1:]))
+        if options.masks:
+            label_maps = resize_labels(pad_to_square(labels, BACKGROUND_LABEL), options.resolution)
+    return _Chunk(resized.astype(np.float16), sides, label_maps)
 
 
 def liver_slices(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -78,15 +114,16 @@ def liver_slices(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return indices, highest[indices] >= TUMOR_LABEL
 
 
-def pad_to_square(images: np.ndarray) -> np.ndarray:
-    """Centre (n, h, w) slices on a square canvas, so resizing keeps the anatomy's proportions."""
+def pad_to_square(images: np.ndarray, fill: float = OUTSIDE) -> np.ndarray:
+    """Centre (n, h, w) slices on a square canvas filled with ``fill`` (air, or background for
+    label maps), so resizing keeps the anatomy's proportions."""
     height, width = images.shape[1:]
     if height == width:
         return images
     side = max(height, width)
     top, left = (side - height) // 2, (side - width) // 2
     padding = ((0, 0), (top, side - height - top), (left, side - width - left))
-    return np.pad(images, padding, constant_values=OUTSIDE)
+    return np.pad(images, padding, constant_values=fill)
 
 
 def liver_square(liver: np.ndarray, margin: float, min_side: int = 1) -> tuple[int, int, int]:
@@ -101,10 +138,10 @@ def liver_square(liver: np.ndarray, margin: float, min_side: int = 1) -> tuple[i
     return top, left, side
 
 
-def crop_square(image: np.ndarray, square: tuple[int, int, int]) -> np.ndarray:
-    """Cut ``square`` out of a 2-D image; where it leaves the image it is filled with OUTSIDE."""
+def crop_square(image: np.ndarray, square: tuple[int, int, int], fill: float = OUTSIDE) -> np.ndarray:
+    """Cut ``square`` out of a 2-D image; where it leaves the image it is filled with ``fill``."""
     top, left, side = square
-    crop = np.full((side, side), OUTSIDE, dtype=image.dtype)
+    crop = np.full((side, side), fill, dtype=image.dtype)
     rows = slice(max(top, 0), min(top + side, image.shape[0]))
     cols = slice(max(left, 0), min(left + side, image.shape[1]))
     crop[rows.start - top : rows.stop - top, cols.start - left : cols.stop - left] = image[rows, cols]

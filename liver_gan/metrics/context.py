@@ -23,6 +23,7 @@ from liver_gan.config import RealPool
 from liver_gan.data.dataset import PreparedDataset, SliceSet
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.inception import FeatureExtractor
+from liver_gan.metrics.masks import MaskInputs
 from liver_gan.metrics.reference import ReferenceKey, pixels_sha256, reference_statistics
 
 # Fixed, not the run's seed: every run on the same data meets the same reals and shares the cache.
@@ -71,6 +72,9 @@ class EvaluationContext:
     num_classes: int = 0
     dataset: PreparedDataset | None = None  # the run's training and validation slices; None for two folders
     reals: dict[RealPool, RealImages] = field(default_factory=dict)  # by pool: chosen on first use, or given
+    # With dataset.masks=true, the generated and real slices with their mask channels (the fields
+    # above hold the CT channel only); None otherwise.
+    masks: MaskInputs | None = None
 
     def real(self, pool: RealPool | None = None) -> RealImages:
         """The real images of ``pool`` (``eval.real_pool`` by default), the fakes' comparison set."""

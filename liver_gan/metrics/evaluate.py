@@ -18,12 +18,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from liver_gan.config import DatasetConfig, EvalConfig, RealPool
+from liver_gan.config import DatasetConfig, EvalConfig, RealPool, Subset
 from liver_gan.data.dataset import PreparedDataset
+from liver_gan.data.labels import SUBSET_CLASSES
+from liver_gan.data.masks import ct, has_masks
 from liver_gan.errors import LiverGanError
 from liver_gan.images import read_image_folder
 from liver_gan.metrics.context import EvaluationContext, RealImages, check_pool_size, dataset_reals
 from liver_gan.metrics.inception import FeatureExtractor, load_feature_extractor
+from liver_gan.metrics.masks import MaskInputs
 from liver_gan.metrics.registry import Metric, compute_metrics, selected_metrics
 from liver_gan.sampling import generate
 from liver_gan.training.distributed import SINGLE_PROCESS, World, gather_to_main, rank_seed, shard_range
@@ -48,10 +51,15 @@ def evaluate_generator(
 
     In a run of several ranks every rank calls this: each generates and embeds its share of the
     samples, and rank 0 gathers them and computes the metrics; the other ranks get None.
+
+    Slices with mask channels (``dataset.masks=true``) are compared by their CT channel only; the
+    metrics that check masks are left out for slices without them.
     """
     check_eval_options(cfg)
-    metrics = selected_metrics(cfg.metrics)
+    with_masks = has_masks(dataset.train.images)
+    metrics = [metric for metric in selected_metrics(cfg.metrics) if with_masks or not metric.needs_masks]
     extractor = load_feature_extractor(cfg.inception_weights, device)  # first: no weights, no wasted sampling
+    masked_dataset, dataset = dataset, dataset.ct_only()
     real_pool = RealPool(cfg.real_pool)
     real = dataset_reals(dataset, real_pool, cfg, extractor)
     num_classes = generator.num_classes
@@ -60,7 +68,12 @@ def evaluate_generator(
     fake = generated_features(generator, num_samples, device, fake_labels, seed, extractor, cfg.batch_size, world)
     if fake is None:
         return None  # a rank other than 0: its share is with rank 0, which computes the metrics
-    fake_images, fake_features = fake
+    generated, fake_features = fake
+    fake_images = ct(generated)
+    masks = None
+    if with_masks:
+        classes = sample_classes(fake_labels, dataset.subset, num_samples)
+        masks = MaskInputs(generated, classes, masked_dataset.train, masked_dataset.val)
     context = EvaluationContext(
         options=cfg,
         extractor=extractor,
@@ -73,6 +86,7 @@ def evaluate_generator(
         num_classes=num_classes,
         dataset=dataset,
         reals={real_pool: real},
+        masks=masks,
     )
     return report(metrics, context, real_pool=real_pool.value)
 
@@ -87,8 +101,9 @@ def generated_features(
     batch_size: int,
     world: World,
 ) -> tuple[Tensor, np.ndarray] | None:
-    """``num_samples`` generated images and their Inception features, each rank generating its share
-    (rank r > 0 from a seed of its own); all of them on rank 0, None on the other ranks."""
+    """``num_samples`` generated images (mask channels included) and the Inception features of their
+    CT channel, each rank generating its share (rank r > 0 from a seed of its own); all of them on
+    rank 0, None on the other ranks."""
     share = shard_range(num_samples, world)
     images = generate(
         generator,
@@ -97,10 +112,19 @@ def generated_features(
         labels=None if labels is None else labels[share.start : share.stop],
         seed=seed if world.is_main else rank_seed(seed, world.rank),
     )
-    gathered = gather_to_main((images, extractor.features(images, batch_size, "generated slices")), world)
+    gathered = gather_to_main((images, extractor.features(ct(images), batch_size, "generated slices")), world)
     if gathered is None:
         return None
     return torch.cat([part[0] for part in gathered]), np.concatenate([part[1] for part in gathered])
+
+
+def sample_classes(fake_labels: Tensor | None, subset: Subset, num_samples: int) -> Tensor | None:
+    """The class of each generated slice: its conditioning label, or the one class an unconditional
+    model was trained on (None when it learnt both, ``dataset.subset=all``)."""
+    if fake_labels is not None:
+        return fake_labels
+    classes = SUBSET_CLASSES[subset]
+    return torch.full((num_samples,), classes[0]) if len(classes) == 1 else None
 
 
 def generated_count(num_samples: int | None, num_real: int) -> int:
@@ -148,7 +172,7 @@ def report(metrics: list[Metric], context: EvaluationContext, **compared: str) -
 
 def folder_metrics(names: list[str]) -> list[Metric]:
     """The selected metrics that two image folders allow; the others are left out with a warning."""
-    selected = selected_metrics(names)
+    selected = [metric for metric in selected_metrics(names) if not metric.needs_masks]  # image files carry no masks
     left_out = [metric.name for metric in selected if metric.needs_dataset]
     if len(left_out) == len(selected):
         raise LiverGanError(

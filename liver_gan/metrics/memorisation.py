@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from liver_gan.data.masks import ct
 from liver_gan.errors import LiverGanError
 from liver_gan.images import write_captioned_rows_png
 
@@ -210,11 +211,13 @@ def memorised_mask(samples: torch.Tensor, train_images: torch.Tensor, threshold:
 def reject_memorised(samples: torch.Tensor, train_images: torch.Tensor, threshold: float) -> tuple[torch.Tensor, int]:
     """Drop samples closer than ``threshold`` (pixel RMS, [-1, 1] units) to a training slice.
 
-    Returns the kept samples, in their original order, and how many were dropped.
+    Samples with mask channels are compared by their CT channel with the (CT) training slices,
+    and dropped with their masks.  Returns the kept samples, in their original order, and how
+    many were dropped.
     """
     if threshold < 0:
         raise LiverGanError(f"sample.memorisation_threshold must be >= 0, got {threshold}")
-    memorised = memorised_mask(samples, train_images, threshold)
+    memorised = memorised_mask(ct(samples), train_images, threshold)
     return samples[~memorised], int(memorised.sum())
 
 

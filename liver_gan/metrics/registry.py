@@ -24,6 +24,7 @@ from liver_gan.metrics.context import EvaluationContext, pool_size
 from liver_gan.metrics.diversity import mean_pairwise_cosine_distance, mean_pairwise_ms_ssim
 from liver_gan.metrics.fid import frechet_distance
 from liver_gan.metrics.kid import kernel_inception_distance
+from liver_gan.metrics.masks import MASK_KEYS, mask_report
 from liver_gan.metrics.memorisation import (
     CLOSEST_PAIRS_FILE,
     memorisation_report,
@@ -51,18 +52,20 @@ class Metric:
     keys: tuple[str, ...]  # the flat metrics.json keys it returns (besides per_class rows)
     # Needs the generated images and the training set, which two folders of image files lack.
     needs_dataset: bool
+    # Checks label maps: computed only where the slices carry masks (dataset.masks=true).
+    needs_masks: bool = False
 
 
 _METRICS: dict[str, Metric] = {}
 
 
 def register_metric(
-    name: str, keys: Sequence[str], needs_dataset: bool = False
+    name: str, keys: Sequence[str], needs_dataset: bool = False, needs_masks: bool = False
 ) -> Callable[[Callable[[EvaluationContext], Results]], Callable[[EvaluationContext], Results]]:
     """Decorator: make ``compute(context) -> {key: value}`` selectable as ``eval.metrics=[name]``."""
 
     def register(compute: Callable[[EvaluationContext], Results]) -> Callable[[EvaluationContext], Results]:
-        _METRICS[name] = Metric(name, compute, tuple(keys), needs_dataset)
+        _METRICS[name] = Metric(name, compute, tuple(keys), needs_dataset, needs_masks)
         return compute
 
     return register
@@ -229,3 +232,9 @@ def memorisation_scores(context: EvaluationContext) -> Results:
         fake_nearest,
     )
     return {**report, "memorisation_closest_pairs": grid.name}
+
+
+@register_metric("masks", keys=MASK_KEYS, needs_dataset=True, needs_masks=True)
+def mask_scores(context: EvaluationContext) -> Results:
+    """The mask checks of jointly generated slices (liver_gan/metrics/masks.py)."""
+    return mask_report(context.masks, context.options.segmenter, context.device, context.seed)

@@ -9,11 +9,14 @@ The diffusion builder returns one ``DiffusionModel``, which samples like a gener
 ddpm.py), built by :func:`build_diffusion`.  Every GAN builder (a subclass of
 :class:`liver_gan.config.ModelConfig`) returns ``(generator, discriminator)``, built by :func:`build_gan`:
 
-- ``generator(z[N, latent_dim], labels[N] | None) -> images[N, 1, R, R]`` in [-1, 1];
-- ``discriminator(images[N, 1, R, R], labels[N] | None) -> logits[N]`` (no sigmoid: the losses
+- ``generator(z[N, latent_dim], labels[N] | None) -> images[N, K, R, R]`` in [-1, 1];
+- ``discriminator(images[N, K, R, R], labels[N] | None) -> logits[N]`` (no sigmoid: the losses
   work on logits, and a probability is only ever shown in logs).
 
 ``C`` is 2 for a conditional model and 0 otherwise; labels are given exactly when ``C > 0``.
+``K`` (``image_channels``) is 1, the CT, or with ``dataset.masks=true`` the CT and its mask
+channels (liver_gan/data/masks.py): every family generates image and label map jointly, and the
+count comes from the dataset config here, in one place.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from torch import nn
 
 from liver_gan.config import BaseModelConfig, DDPMConfig, ModelConfig, register_configs
 from liver_gan.data.labels import CLASS_NAMES
+from liver_gan.data.masks import image_channels
 from liver_gan.errors import LiverGanError
 
 # The negative slope of every discriminator's LeakyReLU, as in the DCGAN paper and the thesis.
@@ -94,7 +98,12 @@ def _instantiate(cfg: DictConfig) -> Any:
     """
     num_classes = len(CLASS_NAMES) if cfg.model.conditional else 0
     try:
-        return instantiate(cfg.model, resolution=cfg.dataset.resolution, num_classes=num_classes)
+        return instantiate(
+            cfg.model,
+            resolution=cfg.dataset.resolution,
+            num_classes=num_classes,
+            image_channels=image_channels(cfg.dataset.masks),
+        )
     except InstantiationException as error:
         if isinstance(error.__cause__, LiverGanError):
             raise error.__cause__ from None

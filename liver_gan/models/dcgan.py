@@ -54,11 +54,14 @@ def dcgan_init(module: nn.Module) -> None:
 
 
 class DCGANGenerator(nn.Module):
-    def __init__(self, latent_dim: int, base_channels: int, resolution: int, num_classes: int) -> None:
+    def __init__(
+        self, latent_dim: int, base_channels: int, resolution: int, num_classes: int, image_channels: int = 1
+    ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.num_classes = num_classes
         self.resolution = resolution
+        self.image_channels = image_channels
         self.label_input = LabelEmbedding(latent_dim, num_classes)
         sizes = feature_sizes(resolution)
         channels = [stage_channels(base_channels, resolution, size) for size in sizes]
@@ -74,7 +77,7 @@ class DCGANGenerator(nn.Module):
                 nn.BatchNorm2d(out_channels),
                 nn.ReLU(inplace=True),
             ]
-        layers += [nn.ConvTranspose2d(channels[-1], 1, 4, 2, 1), nn.Tanh()]
+        layers += [nn.ConvTranspose2d(channels[-1], image_channels, 4, 2, 1), nn.Tanh()]
         self.layers = nn.Sequential(*layers)
         self.apply(dcgan_init)
 
@@ -84,7 +87,12 @@ class DCGANGenerator(nn.Module):
 
 class DCGANDiscriminator(nn.Module):
     def __init__(
-        self, base_channels: int, resolution: int, num_classes: int, conditioning: Conditioning
+        self,
+        base_channels: int,
+        resolution: int,
+        num_classes: int,
+        conditioning: Conditioning,
+        image_channels: int = 1,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -96,7 +104,7 @@ class DCGANDiscriminator(nn.Module):
             num_classes, conditioning, feature_dim=channels[-1]
         )
         layers: list[nn.Module] = [
-            nn.Conv2d(1 + self.label_conditioning.extra_inputs, channels[0], 4, 2, 1),
+            nn.Conv2d(image_channels + self.label_conditioning.extra_inputs, channels[0], 4, 2, 1),
             nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
         ]
         for in_channels, out_channels in zip(channels, channels[1:]):
@@ -123,14 +131,16 @@ def build_dcgan(
     conditioning: Conditioning,
     resolution: int,
     num_classes: int,
+    image_channels: int = 1,
 ) -> tuple[DCGANGenerator, DCGANDiscriminator]:
-    """The (generator, discriminator) pair for ``model=dcgan`` at ``resolution`` x ``resolution``."""
+    """The (generator, discriminator) pair for ``model=dcgan`` at ``resolution`` x ``resolution``,
+    for slices of ``image_channels`` (the CT, plus mask channels with dataset.masks=true)."""
     require_positive("model.latent_dim", [latent_dim])
     require_positive("model.generator_channels", [generator_channels])
     require_positive("model.discriminator_channels", [discriminator_channels])
     check_resolution(resolution)
     classes = model_classes(conditional, num_classes)
     return (
-        DCGANGenerator(latent_dim, generator_channels, resolution, classes),
-        DCGANDiscriminator(discriminator_channels, resolution, classes, conditioning),
+        DCGANGenerator(latent_dim, generator_channels, resolution, classes, image_channels),
+        DCGANDiscriminator(discriminator_channels, resolution, classes, conditioning, image_channels),
     )

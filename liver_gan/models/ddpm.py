@@ -58,6 +58,7 @@ class DiffusionModel(nn.Module):
         sample_steps: int,
         guidance_scale: float,
         label_dropout: float,
+        image_channels: int = 1,
     ) -> None:
         super().__init__()
         self.unet = unet
@@ -65,7 +66,8 @@ class DiffusionModel(nn.Module):
         self.sampler = sampler
         self.prediction = Prediction(prediction)
         self.resolution = resolution
-        self.latent_dim = resolution * resolution
+        self.image_channels = image_channels
+        self.latent_dim = image_channels * resolution * resolution
         self.num_classes = num_classes
         self.null_class = num_classes  # the class embedding's last entry
         self.sample_steps = sample_steps
@@ -120,7 +122,7 @@ class DiffusionModel(nn.Module):
         rng = torch.Generator().manual_seed(seed) if seed is not None else None
         noise = torch.randn(num_images, self.latent_dim, generator=rng).to(device)
         return self.ddim(
-            noise.view(-1, 1, self.resolution, self.resolution),
+            noise.view(-1, self.image_channels, self.resolution, self.resolution),
             None if labels is None else labels.to(device),
             self.sample_steps if sample_steps is None else sample_steps,
             self.guidance_scale if guidance_scale is None else guidance_scale,
@@ -129,7 +131,10 @@ class DiffusionModel(nn.Module):
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """A generator's call: images from latent vectors z (the flattened x_T) by the model's DDIM settings."""
         return self.ddim(
-            z.reshape(-1, 1, self.resolution, self.resolution), labels, self.sample_steps, self.guidance_scale
+            z.reshape(-1, self.image_channels, self.resolution, self.resolution),
+            labels,
+            self.sample_steps,
+            self.guidance_scale,
         )
 
 
@@ -200,8 +205,10 @@ def build_ddpm(
     num_head_channels: int,
     resolution: int,
     num_classes: int,
+    image_channels: int = 1,
 ) -> DiffusionModel:
-    """The diffusion model of ``model=ddpm`` at ``resolution`` x ``resolution``, one channel."""
+    """The diffusion model of ``model=ddpm`` at ``resolution`` x ``resolution``, denoising the CT
+    channel and any mask channels (``image_channels``) together."""
     classes = model_classes(conditional, num_classes)
     require_positive("model.num_train_timesteps", [num_train_timesteps])
     require_positive("model.num_res_blocks", [num_res_blocks])
@@ -216,8 +223,8 @@ def build_ddpm(
         )
     unet = DiffusionModelUNet(
         spatial_dims=2,
-        in_channels=1,
-        out_channels=1,
+        in_channels=image_channels,
+        out_channels=image_channels,
         num_res_blocks=num_res_blocks,
         channels=tuple(channels),
         attention_levels=tuple(attention_levels),
@@ -237,4 +244,5 @@ def build_ddpm(
         sample_steps,
         guidance_scale,
         label_dropout,
+        image_channels,
     )

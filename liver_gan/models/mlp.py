@@ -23,33 +23,41 @@ from liver_gan.models.conditioning import DiscriminatorConditioning, LabelEmbedd
 class MLPGenerator(nn.Module):
     """z (plus a label embedding when conditional) -> Linear+ReLU stages -> Linear+Tanh -> 1xRxR."""
 
-    def __init__(self, latent_dim: int, widths: Sequence[int], resolution: int, num_classes: int) -> None:
+    def __init__(
+        self, latent_dim: int, widths: Sequence[int], resolution: int, num_classes: int, image_channels: int = 1
+    ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.num_classes = num_classes
         self.resolution = resolution
+        self.image_channels = image_channels
         self.label_input = LabelEmbedding(latent_dim, num_classes)
         sizes = [self.label_input.out_features, *widths]
         layers: list[nn.Module] = []
         for in_features, out_features in zip(sizes, sizes[1:]):
             layers += [nn.Linear(in_features, out_features), nn.ReLU()]
-        layers += [nn.Linear(sizes[-1], resolution * resolution), nn.Tanh()]
+        layers += [nn.Linear(sizes[-1], image_channels * resolution * resolution), nn.Tanh()]
         self.layers = nn.Sequential(*layers)
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        return self.layers(self.label_input(z, labels)).view(-1, 1, self.resolution, self.resolution)
+        return self.layers(self.label_input(z, labels)).view(-1, self.image_channels, self.resolution, self.resolution)
 
 
 class MLPDiscriminator(nn.Module):
     """Flatten -> Linear+LeakyReLU stages -> Linear to one logit per image."""
 
     def __init__(
-        self, widths: Sequence[int], resolution: int, num_classes: int, conditioning: Conditioning
+        self,
+        widths: Sequence[int],
+        resolution: int,
+        num_classes: int,
+        conditioning: Conditioning,
+        image_channels: int = 1,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.resolution = resolution
-        sizes = [resolution * resolution, *widths]
+        sizes = [image_channels * resolution * resolution, *widths]
         # The projection variant projects onto the last hidden layer, the features the logit reads.
         label_conditioning = DiscriminatorConditioning(num_classes, conditioning, feature_dim=sizes[-1])
         sizes[0] += label_conditioning.extra_inputs
@@ -74,6 +82,7 @@ def build_mlp_gan(
     resolution: int,
     num_classes: int,
     conditioning: Conditioning = Conditioning.projection,
+    image_channels: int = 1,
 ) -> tuple[MLPGenerator, MLPDiscriminator]:
     """The (generator, discriminator) pair for ``model=mlp`` at ``resolution`` x ``resolution``."""
     require_positive("model.latent_dim", [latent_dim])
@@ -82,6 +91,6 @@ def build_mlp_gan(
     require_positive("dataset.resolution", [resolution])
     classes = model_classes(conditional, num_classes)
     return (
-        MLPGenerator(latent_dim, list(generator_widths), resolution, classes),
-        MLPDiscriminator(list(discriminator_widths), resolution, classes, conditioning),
+        MLPGenerator(latent_dim, list(generator_widths), resolution, classes, image_channels),
+        MLPDiscriminator(list(discriminator_widths), resolution, classes, conditioning, image_channels),
     )

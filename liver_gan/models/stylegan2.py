@@ -241,12 +241,13 @@ class StyledConv(nn.Module):
 
 
 class ToRGB(nn.Module):
-    """A modulated 1x1 convolution to the one output channel, without demodulation (as in the paper)."""
+    """A modulated 1x1 convolution to the image's channels (the CT, plus any mask channels),
+    without demodulation (as in the paper)."""
 
-    def __init__(self, in_channels: int, style_dim: int) -> None:
+    def __init__(self, in_channels: int, style_dim: int, image_channels: int = 1) -> None:
         super().__init__()
-        self.conv = ModulatedConv2d(in_channels, 1, 1, style_dim, demodulate=False)
-        self.bias = nn.Parameter(torch.zeros(1))
+        self.conv = ModulatedConv2d(in_channels, image_channels, 1, style_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(image_channels))
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
         return self.conv(x, w) + self.bias[:, None, None]
@@ -255,11 +256,11 @@ class ToRGB(nn.Module):
 class SynthesisBlock(nn.Module):
     """One doubling of the size: upsample, two styled convolutions, and this size's image added to the skip sum."""
 
-    def __init__(self, in_channels: int, out_channels: int, style_dim: int, size: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, style_dim: int, size: int, image_channels: int = 1) -> None:
         super().__init__()
         self.conv0 = StyledConv(in_channels, out_channels, style_dim, size)
         self.conv1 = StyledConv(out_channels, out_channels, style_dim, size)
-        self.to_rgb = ToRGB(out_channels, style_dim)
+        self.to_rgb = ToRGB(out_channels, style_dim, image_channels)
 
     def forward(self, x: Tensor, image: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
         x = self.conv1(self.conv0(upsample(x), w), w)
@@ -277,19 +278,21 @@ class StyleGAN2Generator(nn.Module):
         mapping_lr_multiplier: float,
         channel_base: int,
         channel_max: int,
+        image_channels: int = 1,
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.num_classes = num_classes
         self.resolution = resolution
+        self.image_channels = image_channels
         self.mapping = MappingNetwork(latent_dim, num_classes, style_dim, mapping_layers, mapping_lr_multiplier)
         sizes = [4 << step for step in range(resolution.bit_length() - 2)]
         channels = [channels_at(size, channel_base, channel_max) for size in sizes]
         self.const = nn.Parameter(torch.randn(1, channels[0], 4, 4))
         self.input_conv = StyledConv(channels[0], channels[0], style_dim, 4)
-        self.input_rgb = ToRGB(channels[0], style_dim)
+        self.input_rgb = ToRGB(channels[0], style_dim, image_channels)
         self.blocks = nn.ModuleList(
-            SynthesisBlock(in_channels, out_channels, style_dim, size)
+            SynthesisBlock(in_channels, out_channels, style_dim, size, image_channels)
             for in_channels, out_channels, size in zip(channels, channels[1:], sizes[1:])
         )
 
@@ -354,6 +357,7 @@ class StyleGAN2Discriminator(nn.Module):
         channel_base: int,
         channel_max: int,
         mbstd_group_size: int,
+        image_channels: int = 1,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -363,7 +367,7 @@ class StyleGAN2Discriminator(nn.Module):
         last = channels[-1]
         # Projection reads the features of the last hidden layer, the ones the logit is computed from.
         self.label_conditioning = DiscriminatorConditioning(num_classes, conditioning, feature_dim=last)
-        self.from_rgb = EqualConv2d(1 + self.label_conditioning.extra_inputs, channels[0], 1)
+        self.from_rgb = EqualConv2d(image_channels + self.label_conditioning.extra_inputs, channels[0], 1)
         self.blocks = nn.Sequential(*(DiscriminatorBlock(*pair) for pair in zip(channels, channels[1:])))
         self.mbstd = MinibatchStdDev(mbstd_group_size)
         self.conv = EqualConv2d(last + 1, last, 3)
@@ -389,6 +393,7 @@ def build_stylegan2(
     mbstd_group_size: int,
     resolution: int,
     num_classes: int,
+    image_channels: int = 1,
 ) -> tuple[StyleGAN2Generator, StyleGAN2Discriminator]:
     """The (generator, discriminator) pair for ``model=stylegan2`` at ``resolution`` x ``resolution``."""
     require_positive("model.latent_dim", [latent_dim])
@@ -404,9 +409,17 @@ def build_stylegan2(
     check_resolution(resolution)
     classes = model_classes(conditional, num_classes)
     generator = StyleGAN2Generator(
-        latent_dim, classes, resolution, style_dim, mapping_layers, mapping_lr_multiplier, channel_base, channel_max
+        latent_dim,
+        classes,
+        resolution,
+        style_dim,
+        mapping_layers,
+        mapping_lr_multiplier,
+        channel_base,
+        channel_max,
+        image_channels,
     )
     discriminator = StyleGAN2Discriminator(
-        classes, conditioning, resolution, channel_base, channel_max, mbstd_group_size
+        classes, conditioning, resolution, channel_base, channel_max, mbstd_group_size, image_channels
     )
     return generator, discriminator

@@ -1,0 +1,154 @@
+"""Slices with their label maps as NIfTI files that segmentation tools read: one 2D case per slice.
+
+- ``nifti``: ``<stack>/<index>.nii.gz`` (HU), with ``<stack>/<index>_seg.nii.gz`` (labels) when
+  the slices carry masks;
+- ``nnunet``: an nnU-Net v2 raw dataset folder, ``imagesTr/<case>_0000.nii.gz``,
+  ``labelsTr/<case>.nii.gz`` and ``dataset.json`` (one channel named CT, so nnU-Net normalises it
+  as CT; labels background 0, liver 1, tumor 2);
+- ``lits``: ``volume-N.nii.gz`` and ``segmentation-N.nii.gz`` pairs, as LiTS ships them, which
+  ``liver-gan-prepare dataset=lits`` reads back.
+
+Each slice is a volume of one axial slice, stored in RAS+ so that liver-gan's reader (and any
+viewer) shows it as it was generated: anterior up, the patient's right on the image's left.
+Intensities go back from [-1, 1] to Hounsfield units inside the window the model was trained on,
+``level + x * width / 2``, rounded to whole HU as int16 as scanners store them.  Values outside
+the window were clipped before training and cannot be recovered: air, bone and contrast beyond it
+come out at the window's edges (-150 and 250 HU for the default window).  The voxel size is the
+source data's: the median pixel spacing of the training slices (after their crop and resize)
+and their median slice thickness.
+
+Every folder is written whole or not at all, and an existing one is never replaced.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from liver_gan.atomic import atomic_directory, build_lock
+from liver_gan.config import HUWindow
+from liver_gan.data.dataset import SliceSet
+from liver_gan.data.masks import ct, has_masks, label_maps
+from liver_gan.data.nifti import write_nifti
+from liver_gan.errors import LiverGanError
+
+NIFTI_ENDING = ".nii.gz"
+NNUNET_LABELS = {"background": 0, "liver": 1, "tumor": 2}
+
+# (stack name -> (N, C, R, R) slices in [-1, 1]), written in this order.
+Stacks = Mapping[str, Tensor]
+Spacing = tuple[float, float, float]  # mm: rows, columns, slice thickness
+
+
+def source_spacing(slices: SliceSet) -> Spacing:
+    """The median pixel spacing (rows, columns) and slice thickness of the training slices."""
+    if slices.spacing is None or len(slices.spacing) == 0:
+        raise LiverGanError("the run's dataset has no slices to take the voxel spacing from")
+    rows, columns, thickness = slices.spacing.median(dim=0).values.tolist()
+    return rows, columns, thickness
+
+
+def to_hu(images: Tensor, window: HUWindow) -> np.ndarray:
+    """CT channels in [-1, 1] -> int16 Hounsfield units inside ``window`` (N, R, R)."""
+    hu = ct(images)[:, 0].double().clamp(-1, 1) * (window.width / 2) + window.level
+    return torch.round(hu).to(torch.int16).numpy()
+
+
+def slice_affine(spacing: Spacing) -> np.ndarray:
+    """A RAS+ affine for a one-slice volume whose x runs along the image's columns and y along its rows."""
+    rows, columns, thickness = spacing
+    return np.diag([columns, rows, thickness, 1.0])
+
+
+def as_volume(image: np.ndarray) -> np.ndarray:
+    """A radiological (rows, columns) image -> the RAS+ (X, Y, 1) volume that reads back as it
+    (the inverse of ``liver_gan.data.nifti.to_radiological``)."""
+    return np.ascontiguousarray(image[::-1, ::-1].T)[:, :, None]
+
+
+def write_case(image_path: Path, label_path: Path | None, hu: np.ndarray, labels: np.ndarray | None, spacing: Spacing) -> None:
+    affine = slice_affine(spacing)
+    write_nifti(image_path, as_volume(hu), affine)
+    if label_path is not None:
+        write_nifti(label_path, as_volume(labels.astype(np.uint8)), affine)
+
+
+def _cases(stacks: Stacks, window: HUWindow) -> list[tuple[str, int, np.ndarray, np.ndarray | None]]:
+    """(stack name, index in it, HU image, label map or None) of every slice, stack by stack."""
+    cases = []
+    for name, images in stacks.items():
+        hu = to_hu(images, window)
+        maps = label_maps(images).numpy() if has_masks(images) else [None] * len(images)
+        cases += [(name, index, image, labels) for index, (image, labels) in enumerate(zip(hu, maps))]
+    return cases
+
+
+def _write_new_folder(directory: Path, write: Callable[[Path], None]) -> Path:
+    """Write ``directory`` whole, refusing one that exists: an export never replaces a user's files."""
+    directory = Path(directory)
+    with build_lock(directory):
+        if directory.exists():
+            raise LiverGanError(f"{directory} exists already; choose another out= (nothing was overwritten)")
+        with atomic_directory(directory) as tmp:
+            write(tmp)
+    return directory
+
+
+def _require_masks(stacks: Stacks, export_format: str) -> None:
+    if not all(has_masks(images) for images in stacks.values()):
+        raise LiverGanError(
+            f"format={export_format} writes label maps, but this model generates none: "
+            "train it with dataset.masks=true, or use format=nifti, png or npy"
+        )
+
+
+def export_nifti(stacks: Stacks, directory: Path, window: HUWindow, spacing: Spacing) -> Path:
+    """``directory/<stack>/<index>.nii.gz``, and ``<index>_seg.nii.gz`` beside it with masks."""
+
+    def write(tmp: Path) -> None:
+        for name, index, hu, labels in _cases(stacks, window):
+            label_path = None if labels is None else tmp / name / f"{index:05d}_seg{NIFTI_ENDING}"
+            write_case(tmp / name / f"{index:05d}{NIFTI_ENDING}", label_path, hu, labels, spacing)
+
+    return _write_new_folder(directory, write)
+
+
+def export_nnunet(stacks: Stacks, directory: Path, window: HUWindow, spacing: Spacing) -> Path:
+    """An nnU-Net v2 raw dataset folder (``directory`` should be named ``DatasetXXX_Name``)."""
+    _require_masks(stacks, "nnunet")
+
+    def write(tmp: Path) -> None:
+        cases = _cases(stacks, window)
+        for name, index, hu, labels in cases:
+            case = f"{name}_{index:05d}"
+            write_case(tmp / "imagesTr" / f"{case}_0000{NIFTI_ENDING}", tmp / "labelsTr" / f"{case}{NIFTI_ENDING}", hu, labels, spacing)
+        dataset = {
+            "name": directory.name,
+            "description": "synthetic liver CT slices with liver and tumor labels, generated by liver-gan",
+            "channel_names": {"0": "CT"},
+            "labels": NNUNET_LABELS,
+            "numTraining": len(cases),
+            "file_ending": NIFTI_ENDING,
+        }
+        (tmp / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
+
+    return _write_new_folder(directory, write)
+
+
+def export_lits(stacks: Stacks, directory: Path, window: HUWindow, spacing: Spacing) -> Path:
+    """``volume-N.nii.gz`` / ``segmentation-N.nii.gz`` pairs, numbered from 0 over every stack."""
+    _require_masks(stacks, "lits")
+
+    def write(tmp: Path) -> None:
+        for number, (_, _, hu, labels) in enumerate(_cases(stacks, window)):
+            write_case(tmp / f"volume-{number}{NIFTI_ENDING}", tmp / f"segmentation-{number}{NIFTI_ENDING}", hu, labels, spacing)
+
+    return _write_new_folder(directory, write)
+
+
+EXPORTS = {"nifti": export_nifti, "nnunet": export_nnunet, "lits": export_lits}
