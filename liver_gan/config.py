@@ -419,6 +419,11 @@ class SampleConfig:
     nnunet_dataset: str = "Dataset900_LiverGanSynthetic"
 
 
+class UtilityTask(str, Enum):
+    classification = "classification"  # healthy vs tumor slices (liver_gan/downstream/classification.py)
+    segmentation = "segmentation"  # liver and tumor masks (liver_gan/downstream/segmentation.py)
+
+
 class SyntheticClasses(str, Enum):
     matched = "matched"  # the class proportions of the real training slices
     balanced = "balanced"  # as many healthy as tumor slices
@@ -448,7 +453,9 @@ class UtilityConfig:
     generator: Optional[str] = None
     tumor_generator: Optional[str] = None
     healthy_generator: Optional[str] = None
-    classifier: ClassifierConfig = MISSING
+    task: UtilityTask = UtilityTask.classification
+    classifier: ClassifierConfig = MISSING  # task=classification
+    segmenter: SegmenterConfig = MISSING  # task=segmentation (generators trained with dataset.masks=true)
     ratios: List[float] = field(default_factory=lambda: [0.5, 1.0])  # synthetic / real training slices
     seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
     synthetic_classes: SyntheticClasses = SyntheticClasses.matched

@@ -1,4 +1,5 @@
-"""``liver-gan-utility``: does the synthetic data help a healthy-vs-tumor classifier?
+"""``liver-gan-utility``: does the synthetic data help a healthy-vs-tumor classifier, or with
+``task=segmentation`` a liver and tumor U-Net?
 
 Give a conditional run (``generator=RUN_DIR_OR_PT``) or one run per class
 (``tumor_generator=... healthy_generator=...``). The real slices are the GAN's own dataset, rebuilt

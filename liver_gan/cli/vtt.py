@@ -23,6 +23,7 @@ from liver_gan.atomic import atomic_write_json
 from liver_gan.cli import report_user_errors
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
+from liver_gan.data.masks import ct
 from liver_gan.images import read_image_folder, to_uint8
 from liver_gan.runs import load_generator, run_dataset
 from liver_gan.sampling import balanced_labels, generate
@@ -84,13 +85,13 @@ def slices_from_generator(args: argparse.Namespace, num_real: int, num_fake: int
     else:
         val = run_dataset(train_cfg).val
         chosen = choose(torch.arange(len(val)), num_real, args.seed, "the run's validation split")
-        real, real_labels = to_uint8(val.images[chosen]), val.labels[chosen]
+        real, real_labels = to_uint8(ct(val.images[chosen])), val.labels[chosen]
         real_source = f"validation split of the run's dataset ({train_cfg.dataset.name}, seed {train_cfg.seed})"
     labels = None
     if generator.num_classes:
         # The same classes as the real half where known, so the class mix gives nothing away.
         labels = real_labels[:num_fake] if real_labels is not None else balanced_labels(num_fake, generator.num_classes)
-    fake = to_uint8(generate(generator, num_fake, device, labels=labels, seed=args.seed))
+    fake = to_uint8(ct(generate(generator, num_fake, device, labels=labels, seed=args.seed)))
     return real, fake, {"real": real_source, "fake": str(args.generator)}
 
 

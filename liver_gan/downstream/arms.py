@@ -1,4 +1,5 @@
-"""The three arms of the downstream-utility experiment, each trained over several seeds:
+"""The three arms of the downstream-utility experiment, each trained over several seeds, for the
+task ``task=`` names (a healthy-vs-tumor classifier, or a liver and tumor segmenter):
 
 - real only: the real training slices;
 - real + synthetic: the real slices plus ``ratio`` times as many synthetic ones (0.5 = +50%);
@@ -21,10 +22,18 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from liver_gan.config import Subset, SyntheticClasses
+from liver_gan.config import Subset, SyntheticClasses, UtilityTask
 from liver_gan.data.dataset import SliceSet
 from liver_gan.data.labels import HEALTHY, TUMOR
+from liver_gan.data.masks import ct, label_maps
 from liver_gan.downstream.classification import METRICS, classification_metrics, train_classifier, tumor_probabilities
+from liver_gan.downstream.segmentation import (
+    SEGMENTATION_METRICS,
+    STRUCTURES,
+    dice_per_patient,
+    predict_label_maps,
+    train_segmenter,
+)
 from liver_gan.errors import LiverGanError
 from liver_gan.progress import PhaseProgress
 from liver_gan.runs import load_generator
@@ -32,7 +41,8 @@ from liver_gan.sampling import balanced_labels, generate
 
 MIN_SEEDS = 3
 
-# Synthetic slices of the requested classes, drawn reproducibly from a seed.
+# Synthetic slices of the requested classes, drawn reproducibly from a seed: (N, C, R, R), with
+# mask channels when the generator makes them (dataset.masks=true).
 SyntheticSource = Callable[[Tensor, int], Tensor]
 
 
@@ -64,7 +74,9 @@ def per_class_source(tumor_generator: nn.Module, healthy_generator: nn.Module, d
     """Tumor slices from one unconditional generator, healthy slices from another."""
 
     def sample(labels: Tensor, seed: int) -> Tensor:
-        images = torch.empty(len(labels), 1, tumor_generator.resolution, tumor_generator.resolution)
+        images = torch.empty(
+            len(labels), tumor_generator.image_channels, tumor_generator.resolution, tumor_generator.resolution
+        )
         for label, generator in ((TUMOR, tumor_generator), (HEALTHY, healthy_generator)):
             wanted = labels == label
             images[wanted] = generate(generator, int(wanted.sum()), device, seed=seed * 2 + label)
@@ -134,11 +146,62 @@ def summarise(values: list[float]) -> dict:
 def compare_with_real_only(arm: dict, real_only: dict) -> dict:
     """Difference of each metric's mean from the real-only arm, and whether it beats the seed spread."""
     comparison = {}
-    for metric in METRICS:
+    for metric in real_only["metrics"]:
         a, b = arm["metrics"][metric], real_only["metrics"][metric]
         delta = a["mean"] - b["mean"]
         comparison[metric] = {"delta": delta, "significant": abs(delta) >= a["std"] + b["std"]}
     return comparison
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One trained model's results on the real validation slices."""
+
+    metrics: dict[str, float]
+    per_patient: dict[str, dict[str, float | None]] | None = None  # patient -> metric -> value
+
+
+# (training slices, their classes, seed) -> the model's Scores on the real validation slices.
+TrainAndScore = Callable[[Tensor, Tensor, int], Scores]
+
+
+def classification_scorer(cfg: DictConfig, val: SliceSet, device: torch.device) -> TrainAndScore:
+    """The healthy-vs-tumor classifier of ``cfg.classifier``, on the CT channel of the slices."""
+    resolution = val.images.shape[-1]
+
+    def train_and_score(images: Tensor, labels: Tensor, seed: int) -> Scores:
+        model = train_classifier(cfg.classifier, ct(images), labels, resolution, device, seed)
+        return Scores(classification_metrics(tumor_probabilities(model, ct(val.images), device), val.labels))
+
+    return train_and_score
+
+
+def segmentation_scorer(segmenter: DictConfig, val: SliceSet, device: torch.device) -> TrainAndScore:
+    """A liver and tumor U-Net (``segmenter``), trained on slices with their masks; Dice per
+    validation patient, and each structure's mean over the patients that have it."""
+    references = label_maps(val.images)
+
+    def train_and_score(images: Tensor, labels: Tensor, seed: int) -> Scores:
+        model = train_segmenter(segmenter, ct(images), label_maps(images), device, seed)
+        per_patient = dice_per_patient(predict_label_maps(model, ct(val.images), device), references, val.patient_ids)
+        means = {}
+        for structure, metric in zip(STRUCTURES, SEGMENTATION_METRICS):
+            values = [row[structure] for row in per_patient.values() if row[structure] is not None]
+            means[metric] = statistics.fmean(values)
+        rows = {
+            patient: {metric: row[structure] for structure, metric in zip(STRUCTURES, SEGMENTATION_METRICS)}
+            for patient, row in per_patient.items()
+        }
+        return Scores(means, rows)
+
+    return train_and_score
+
+
+def task_scorer(cfg: DictConfig, val: SliceSet, device: torch.device) -> tuple[tuple[str, ...], TrainAndScore]:
+    """The metric names and the train-and-score function of ``cfg.task``."""
+    if UtilityTask(cfg.task) is UtilityTask.segmentation:
+        return SEGMENTATION_METRICS, segmentation_scorer(cfg.segmenter, val, device)
+    return METRICS, classification_scorer(cfg, val, device)
 
 
 def run_arms(
@@ -148,22 +211,26 @@ def run_arms(
     cfg: DictConfig,
     device: torch.device,
 ) -> dict[str, dict]:
-    """Train and test every arm with every seed; per arm the metrics' mean, std and per-seed values."""
+    """Train and test every arm with every seed; per arm the metrics' mean, std and per-seed values,
+    and for a task scored per patient each patient's values over the seeds."""
     seeds = list(cfg.seeds)
     if len(set(seeds)) < MIN_SEEDS:
         raise LiverGanError(f"seeds={seeds}: give at least {MIN_SEEDS} distinct seeds, so that a std can be reported")
     arms = utility_arms(list(cfg.ratios))
-    resolution = train.images.shape[-1]
+    metrics, train_and_score = task_scorer(cfg, val, device)
     results: dict[str, dict] = {}
-    progress = PhaseProgress("utility", len(arms) * len(seeds), "classifiers")
+    progress = PhaseProgress("utility", len(arms) * len(seeds), "models")
     for arm in arms:
-        per_seed: dict[str, list[float]] = {metric: [] for metric in METRICS}
+        per_seed: dict[str, list[float]] = {metric: [] for metric in metrics}
+        per_patient: dict[str, dict[str, list[float | None]]] = {}
         for seed in seeds:
             images, labels, num_synthetic = arm_training_set(arm, train, source, cfg.synthetic_classes, seed)
-            model = train_classifier(cfg.classifier, images, labels, resolution, device, seed)
-            scores = classification_metrics(tumor_probabilities(model, val.images, device), val.labels)
-            for metric, value in scores.items():
+            scores = train_and_score(images, labels, seed)
+            for metric, value in scores.metrics.items():
                 per_seed[metric].append(value)
+            for patient, row in (scores.per_patient or {}).items():
+                for metric, value in row.items():
+                    per_patient.setdefault(patient, {}).setdefault(metric, []).append(value)
             progress.update()
         results[arm.name] = {
             "title": arm.title,
@@ -171,6 +238,8 @@ def run_arms(
             "num_synthetic": num_synthetic,
             "metrics": {metric: summarise(values) for metric, values in per_seed.items()},
         }
+        if per_patient:
+            results[arm.name]["per_patient"] = per_patient
     progress.close()
     for arm in arms[1:]:
         results[arm.name]["vs_real_only"] = compare_with_real_only(results[arm.name], results["real_only"])

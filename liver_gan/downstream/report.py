@@ -11,11 +11,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from liver_gan.atomic import atomic_write_json
-from liver_gan.config import RealPool, Subset
+from liver_gan.config import RealPool, Subset, UtilityTask
 from liver_gan.data.dataset import PreparedDataset, SliceSet
 from liver_gan.data.labels import TUMOR
 from liver_gan.downstream.arms import load_synthetic_source, run_arms
+from liver_gan.data.masks import has_masks
 from liver_gan.downstream.classification import METRICS
+from liver_gan.downstream.segmentation import SEGMENTATION_METRICS
 from liver_gan.errors import LiverGanError
 from liver_gan.runs import run_dataset
 
@@ -67,6 +69,7 @@ def _cell(arm: dict[str, Any], metric: str) -> str:
 
 def format_utility_table(report: dict[str, Any]) -> str:
     validation, training = report["validation"], report["training"]
+    metrics = list(next(iter(report["arms"].values()))["metrics"])
     lines = [
         f"tested on the real validation split: {validation['patients']} patients, {validation['slices']} slices "
         f"({validation['tumor_slices']} tumor, {validation['healthy_slices']} healthy)",
@@ -74,11 +77,11 @@ def format_utility_table(report: dict[str, Any]) -> str:
         f"mean ± std over seeds {report['seeds']}",
         f"(±x.xxx) = difference from real only; n.s. = {SIGNIFICANCE_RULE.split(' when ')[1]}",
         "",
-        f"{'arm':<26}{'real+synth':>12}  " + "".join(f"{metric:<30}" for metric in METRICS),
+        f"{'arm':<26}{'real+synth':>12}  " + "".join(f"{metric:<30}" for metric in metrics),
     ]
     for arm in report["arms"].values():
         counts = f"{arm['num_real']}+{arm['num_synthetic']}"
-        lines.append(f"{arm['title']:<26}{counts:>12}  " + "".join(f"{_cell(arm, metric):<30}" for metric in METRICS))
+        lines.append(f"{arm['title']:<26}{counts:>12}  " + "".join(f"{_cell(arm, metric):<30}" for metric in metrics))
     lines += [f"warning: {warning}" for warning in report["warnings"]]
     return "\n".join(lines)
 
@@ -97,14 +100,14 @@ def write_tensorboard(log_dir: Path, report: dict[str, Any]) -> None:
 def utility_report(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     """Train and test every arm of ``cfg`` (a ``UtilityConfig``); the report ``utility.json`` holds."""
     source, train_cfg, generators = load_synthetic_source(cfg, device)
+    task = UtilityTask(cfg.task)
     dataset = classification_dataset(train_cfg)
     validation = split_counts(dataset.val)
-    if validation["tumor_slices"] == 0 or validation["healthy_slices"] == 0:
-        raise LiverGanError(
-            f"the real validation split has {validation['tumor_slices']} tumor and {validation['healthy_slices']} healthy "
-            "slices; both are needed: train the GAN with a larger dataset.val_fraction"
-        )
+    check_validation_split(task, validation, has_masks(dataset.val.images))
+    model_key, model_cfg = ("segmenter", cfg.segmenter) if task is UtilityTask.segmentation else ("classifier", cfg.classifier)
     return {
+        "task": task.value,
+        "metric_names": list(SEGMENTATION_METRICS if task is UtilityTask.segmentation else METRICS),
         "generators": generators,
         "dataset": {"name": train_cfg.dataset.name, "key": dataset.key, "resolution": dataset.resolution, "split_seed": train_cfg.seed},
         "validation": validation,
@@ -112,11 +115,30 @@ def utility_report(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
         "seeds": list(cfg.seeds),
         "ratios": list(cfg.ratios),
         "synthetic_classes": cfg.synthetic_classes.value,
-        "classifier": OmegaConf.to_container(cfg.classifier, resolve=True),
+        model_key: OmegaConf.to_container(model_cfg, resolve=True),
         "significance_rule": SIGNIFICANCE_RULE,
         "warnings": honesty_warnings(train_cfg, validation),
         "arms": run_arms(dataset.train, dataset.val, source, cfg, device),
     }
+
+
+def check_validation_split(task: UtilityTask, validation: dict[str, int], with_masks: bool) -> None:
+    """The real validation patients must allow the task's metrics: both classes for AUC, tumor for its Dice."""
+    if task is UtilityTask.segmentation:
+        if not with_masks:
+            raise LiverGanError(
+                "task=segmentation needs slices with their masks: give generators trained with dataset.masks=true"
+            )
+        if validation["tumor_slices"] == 0:
+            raise LiverGanError(
+                "the real validation split has no tumor slices, so tumor Dice is undefined: "
+                "train the GAN with a larger dataset.val_fraction"
+            )
+    elif validation["tumor_slices"] == 0 or validation["healthy_slices"] == 0:
+        raise LiverGanError(
+            f"the real validation split has {validation['tumor_slices']} tumor and {validation['healthy_slices']} healthy "
+            "slices; both are needed: train the GAN with a larger dataset.val_fraction"
+        )
 
 
 def write_report(report: dict[str, Any], run_dir: Path) -> None:

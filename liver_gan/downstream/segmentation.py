@@ -26,6 +26,7 @@ from liver_gan.data.labels import LIVER_LABEL, TUMOR_LABEL
 from liver_gan.errors import LiverGanError
 
 STRUCTURES = ("liver", "tumor")  # Dice keys, in the order of STRUCTURE_LABELS
+SEGMENTATION_METRICS = tuple(f"dice_{structure}" for structure in STRUCTURES)  # liver-gan-utility's names
 STRUCTURE_LABELS = (LIVER_LABEL, TUMOR_LABEL)  # the smallest label each structure covers
 NUM_LABELS = 3  # background, liver, tumor
 
