@@ -13,6 +13,8 @@ The ops suit CT slices in [-1, 1]: integer translations that shift in air (-1, w
 window makes of air), cutout (a square set to 0, the middle of the window), intensity jitter
 (brightness is a shift of the window level, contrast a change of its width) and, off by default
 because it moves the liver to the patient's other side, a left-right flip.  No colour ops.
+Slices with mask channels (``dataset.masks=true``) move with their masks, but intensity jitter
+changes the CT channel only: the masks are labels, not intensities.
 
 Every op is linear in the image, built from padding, indexing, ``where`` and products, so that
 R1's double backward passes through it (``grid_sample`` has no second derivative) and it is
@@ -132,9 +134,11 @@ class Augment:
         if AugmentOp.intensity in self.ops:
             # (x - mean) * contrast + mean + brightness, written so that an image left alone
             # (contrast 1, brightness 0) comes out bit-identical.
-            mean = images.mean(dim=(1, 2, 3), keepdim=True)
+            ct, masks = images[:, :1], images[:, 1:]
+            mean = ct.mean(dim=(1, 2, 3), keepdim=True)
             change = params.contrast.to(dtype)[:, None, None, None] - 1
-            images = images + ((images - mean) * change + params.brightness.to(dtype)[:, None, None, None])
+            ct = ct + ((ct - mean) * change + params.brightness.to(dtype)[:, None, None, None])
+            images = torch.cat([ct, masks], dim=1)
         if AugmentOp.flip in self.ops:
             images = torch.where(params.flip[:, None, None, None], images.flip(3), images)
         if AugmentOp.translation in self.ops:

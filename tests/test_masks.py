@@ -13,7 +13,8 @@ from hydra.utils import instantiate
 from nifti_factory import write_lits_dataset
 from omegaconf import DictConfig, OmegaConf
 
-from liver_gan.config import Crop, DatasetConfig
+from liver_gan.augment import Augment
+from liver_gan.config import AugmentOp, Crop, DatasetConfig
 from liver_gan.data.dataset import prepare_dataset
 from liver_gan.data.labels import LIVER_LABEL, TUMOR
 from liver_gan.data.masks import MASK_CHANNELS, ct, decode, encode, label_maps
@@ -144,6 +145,24 @@ def test_ddpm_denoises_the_slice_and_its_mask_channels_together(compose_config: 
 
     assert images.shape == (2, 1 + MASK_CHANNELS, 8, 8)
     assert set(label_maps(images).unique().tolist()) <= {0, 1, 2}
+
+
+def test_augmentation_moves_the_masks_with_the_slice_but_jitters_only_the_ct_intensity() -> None:
+    labels = torch.zeros(2, 16, 16, dtype=torch.long)
+    labels[:, 4:12, 4:12] = 1
+    labels[:, 6:9, 6:9] = 2
+    slices = torch.cat([torch.rand(2, 1, 16, 16) * 2 - 1, encode(labels)], dim=1)
+    augment = Augment([AugmentOp.intensity, AugmentOp.translation], brightness=0.5, contrast=0.5, translation=0.25,
+                      generator=torch.Generator().manual_seed(0))
+
+    params = augment.sample(slices)
+    augmented = augment.apply(slices, params)
+    jittered_only = Augment([AugmentOp.intensity], brightness=0.5, contrast=0.5).apply(slices, params)
+
+    assert torch.equal(jittered_only[:, 1:], slices[:, 1:]) and not torch.equal(jittered_only[:, :1], slices[:, :1])
+    shifted = Augment([AugmentOp.translation], translation=0.25).apply(slices, params)
+    assert torch.equal(augmented[:, 1:], shifted[:, 1:])  # the masks moved exactly as the image did
+    assert set(label_maps(augmented).unique().tolist()) <= {0, 1, 2}
 
 
 def test_sample_grids_show_the_mask_as_a_colour_overlay() -> None:
