@@ -417,6 +417,7 @@ class SampleConfig:
     format: SampleFormat = SampleFormat.png
     # The nnU-Net raw dataset folder written under out with format=nnunet (nnU-Net's DatasetXXX_Name form).
     nnunet_dataset: str = "Dataset900_LiverGanSynthetic"
+    sample_steps: Optional[int] = None  # DDIM steps of a diffusion model (fewer: faster, coarser); None: the run's
 
 
 class UtilityTask(str, Enum):

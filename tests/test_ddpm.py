@@ -3,6 +3,7 @@ by hand, deterministic DDIM, classifier-free guidance against MONAI's own sample
 
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import pytest
@@ -91,6 +92,37 @@ def test_the_training_loss_is_the_denoising_loss_computed_by_hand(prediction: st
     seen_labels = torch.where(dropped, model.null_class, labels)
     expected = ((model.unet(noisy, timesteps, class_labels=seen_labels) - target) ** 2).mean()
     assert torch.allclose(loss, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+def test_one_training_step_agrees_with_monais_inferer(prediction: str) -> None:
+    """MONAI's own training path, DiffusionInferer(scheduler)(x_0, network, noise, t) (it noises the
+    batch with scheduler.add_noise), with MONAI's target, gives our loss; the step then moves the
+    weights by exactly the gradient of that loss."""
+    model = tiny_model(prediction=prediction)
+    images = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    rng = torch.Generator().manual_seed(3)
+    timesteps = torch.randint(0, TIMESTEPS, (4,), generator=rng)
+    noise = torch.randn(images.shape, generator=rng)
+    output = DiffusionInferer(model.scheduler)(images, model.unet, noise, timesteps)
+    target = noise if prediction == "epsilon" else model.scheduler.get_velocity(images, noise, timesteps)
+    monai_loss = torch.nn.functional.mse_loss(output, target)
+
+    reference = copy.deepcopy(model)
+    reference_optimizer = torch.optim.SGD(reference.parameters(), lr=0.1)
+    reference_optimizer.zero_grad()
+    torch.nn.functional.mse_loss(
+        DiffusionInferer(reference.scheduler)(images, reference.unet, noise, timesteps), target
+    ).backward()
+    reference_optimizer.step()
+
+    values = train_step(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), images, None,
+        torch.autocast("cpu", enabled=False), torch.Generator().manual_seed(3),
+    )
+    assert torch.allclose(values[0], monai_loss, rtol=1e-5, atol=1e-7)
+    for name, parameter in model.named_parameters():
+        assert torch.allclose(parameter, dict(reference.named_parameters())[name], atol=1e-6), name
 
 
 def test_ddim_sampling_is_deterministic_for_a_seed_and_a_generator_call() -> None:

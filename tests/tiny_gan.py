@@ -32,6 +32,22 @@ def tiny_phantom_overrides(tmp_path: Path) -> List[str]:
     ]
 
 
+def tiny_ddpm_overrides(tmp_path: Path) -> List[str]:
+    """The tiny phantom with a tiny diffusion model instead of the tiny MLP: two U-Net levels of 8
+    channels, a 50-step schedule and 2 DDIM steps per sample."""
+    phantom = [override for override in tiny_phantom_overrides(tmp_path) if not override.startswith("model")]
+    return [
+        *phantom,
+        "model=ddpm",
+        "model.channels=[8,8]",
+        "model.attention_levels=[false,true]",
+        "model.norm_num_groups=4",
+        "model.num_head_channels=8",
+        "model.num_train_timesteps=50",
+        "model.sample_steps=2",
+    ]
+
+
 def save_tiny_checkpoint(compose: Callable[..., DictConfig], run_dir: Path, overrides: List[str]) -> Path:
     """An untrained generator's run dir with ``checkpoints/last.pt``; returns the run dir."""
     cfg = compose(overrides)

@@ -12,6 +12,7 @@ own resolution.
   and with png ``<out>/<stack>_labels/*.png`` (pixel values 0, 1, 2).
 - ``format=nifti|nnunet|lits``: ``<out>/nifti/``, ``<out>/<nnunet_dataset>/`` or ``<out>/lits/``
   in Hounsfield units with the source data's spacing (liver_gan/data/segmentation_export.py).
+A diffusion model draws with its run's ``model.sample_steps`` DDIM steps, or ``sample_steps=N``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
 from liver_gan.images import write_label_pngs, write_png_folder
 from liver_gan.metrics.memorisation import reject_memorised, validation_threshold
+from liver_gan.models.ddpm import DiffusionModel, with_sample_steps
 from liver_gan.sampling import generate
 from liver_gan.runs import load_generator, run_dataset
 
@@ -135,6 +137,13 @@ def sample(cfg: DictConfig) -> None:
         raise LiverGanError("checkpoint=RUN_DIR_OR_PT is required: a liver-gan-train run dir or a checkpoint file")
     device = resolve_device(cfg.device, "device")
     generator, train_cfg = load_generator(Path(cfg.checkpoint), device)
+    if cfg.sample_steps is not None:
+        if not isinstance(generator, DiffusionModel):
+            raise LiverGanError(
+                f"sample_steps={cfg.sample_steps} sets a diffusion model's DDIM steps, but {cfg.checkpoint} is a GAN; "
+                "leave sample_steps=null"
+            )
+        generator = with_sample_steps(generator, cfg.sample_steps, "sample_steps")
     out = Path(cfg.out) if cfg.out is not None else Path(HydraConfig.get().runtime.output_dir)
     memorisation = memorisation_filter(cfg, train_cfg) if cfg.reject_memorised else None
     stacks = generate_stacks(generator, cfg, device, memorisation)

@@ -28,6 +28,7 @@ from liver_gan.metrics.context import EvaluationContext, RealImages, check_pool_
 from liver_gan.metrics.inception import FeatureExtractor, load_feature_extractor
 from liver_gan.metrics.masks import MaskInputs
 from liver_gan.metrics.registry import Metric, compute_metrics, selected_metrics
+from liver_gan.models.ddpm import sampling_settings
 from liver_gan.sampling import generate
 from liver_gan.training.distributed import SINGLE_PROCESS, World, gather_to_main, rank_seed, shard_range
 
@@ -47,7 +48,8 @@ def evaluate_generator(
     world: World = SINGLE_PROCESS,
 ) -> dict[str, Any] | None:
     """The metrics.json fields: ``metrics`` (the names computed), num_real, num_fake, real_pool,
-    feature_extractor and each selected metric's keys, with ``per_class`` rows for a conditional generator.
+    feature_extractor and each selected metric's keys, with ``per_class`` rows for a conditional generator,
+    and a diffusion model's ``sample_steps`` and ``guidance_scale``.
 
     In a run of several ranks every rank calls this: each generates and embeds its share of the
     samples, and rank 0 gathers them and computes the metrics; the other ranks get None.
@@ -88,7 +90,7 @@ def evaluate_generator(
         reals={real_pool: real},
         masks=masks,
     )
-    return report(metrics, context, real_pool=real_pool.value)
+    return {**report(metrics, context, real_pool=real_pool.value), **sampling_settings(generator)}
 
 
 def generated_features(

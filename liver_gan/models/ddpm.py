@@ -138,11 +138,33 @@ class DiffusionModel(nn.Module):
         )
 
 
-def check_sampling(sample_steps: int, guidance_scale: float, num_train_timesteps: int, num_classes: int) -> None:
+def with_sample_steps(model: DiffusionModel, sample_steps: int, option: str) -> DiffusionModel:
+    """``model`` set to draw with ``sample_steps`` DDIM steps from now on, checked first; ``option``
+    names the setting in errors."""
+    check_sampling(sample_steps, model.guidance_scale, model.sampler.num_train_timesteps, model.num_classes, option)
+    model.sample_steps = sample_steps
+    return model
+
+
+def sampling_settings(generator: nn.Module) -> dict[str, int | float]:
+    """How a diffusion model draws (``sample_steps``, ``guidance_scale``), recorded beside its
+    metrics because they trade quality for time; nothing for a GAN's generator."""
+    if not isinstance(generator, DiffusionModel):
+        return {}
+    return {"sample_steps": generator.sample_steps, "guidance_scale": generator.guidance_scale}
+
+
+def check_sampling(
+    sample_steps: int,
+    guidance_scale: float,
+    num_train_timesteps: int,
+    num_classes: int,
+    steps_option: str = "model.sample_steps",
+) -> None:
     """DDIM takes 1 to ``num_train_timesteps`` steps; guidance needs a conditional model."""
     if not 1 <= sample_steps <= num_train_timesteps:
         raise LiverGanError(
-            f"model.sample_steps={sample_steps}: use 1 to model.num_train_timesteps={num_train_timesteps} DDIM steps"
+            f"{steps_option}={sample_steps}: use 1 to model.num_train_timesteps={num_train_timesteps} DDIM steps"
         )
     if guidance_scale < 0:
         raise LiverGanError(f"model.guidance_scale={guidance_scale}: use 0 or more (1 is the plain conditional model)")
