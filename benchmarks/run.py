@@ -24,6 +24,7 @@ from liver_gan.atomic import atomic_write_text
 
 from configs import DEFAULT_WORKDIR
 from dataset_build import benchmark_dataset
+from ddpm import benchmark_ddpm
 from fid import benchmark_against_pytorch_fid, benchmark_fid
 from measure import Section, format_duration, load_average, machine_info
 from quality import benchmark_quality
@@ -39,6 +40,7 @@ BENCHMARKS: dict[str, Callable[[Path, bool, int], list[Section]]] = {
     "fid": lambda workdir, quick, repeats: [benchmark_fid(quick, repeats), benchmark_against_pytorch_fid(quick, repeats)],
     "models": lambda workdir, quick, repeats: [benchmark_models(workdir, quick, repeats)],
     "quality": benchmark_quality,
+    "ddpm": lambda workdir, quick, repeats: [benchmark_ddpm(workdir, quick, repeats)],
 }
 
 PREAMBLE = """# Benchmarks

@@ -119,3 +119,13 @@ def test_gpu_rows_say_they_were_not_measured_without_a_gpu(bench, tmp_path: Path
     expected = [f"model={model} at {size}x{size}" for model in training.GPU_MODELS for size in (64, 128, 256)]
     assert section.unmeasured == [(row, measure.GPU_NOT_MEASURED) for row in expected]
     assert not section.figures
+
+
+def test_ddpm_benchmark_trains_and_samples(bench, tmp_path: Path) -> None:
+    ddpm = bench("ddpm")
+    tiny = ["model.channels=[8,8]", "model.attention_levels=[false,true]", "model.norm_num_groups=4",
+            "model.num_head_channels=8", "model.num_train_timesteps=20", "model.sample_steps=2"]
+    cfg = ddpm.ddpm_config(tmp_path, 16, *tiny)
+    assert len(ddpm.training_rates(cfg, steps=1, repeats=1)) == 1
+    [rate] = ddpm.sampling_rates(ddpm.sampling_model(cfg), 2, repeats=1)
+    assert rate > 0
