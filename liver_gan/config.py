@@ -284,6 +284,10 @@ class EvalConfig:
     kid: KIDConfig = field(default_factory=KIDConfig)
     # The image-mask agreement check of the masks metric (dataset.masks=true): a U-Net trained on the real train split.
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    # FID during training (liver_gan/training/snapshots.py): every this many thousand training images,
+    # appended to metrics.jsonl and kept as checkpoints/best.pt at its lowest; None: only the final evaluation.
+    every_kimg: Optional[float] = None
+    snapshot_samples: int = 256  # generated images per snapshot FID (the final evaluation keeps num_samples)
 
 
 class AugmentOp(str, Enum):

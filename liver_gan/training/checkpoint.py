@@ -55,6 +55,7 @@ RESUME_KEYS = ("train_seconds", "log_window")
 # The family's own state (ADA's p, the D step count); checkpoints from before it existed had no
 # augmentation, so they resume without it.
 FAMILY_STATE_KEY = "family_state"
+BEST_FID_KEY = "best_fid"  # the lowest snapshot FID so far (eval.every_kimg), None before the first
 # Options that must equal the checkpoint's when resuming: they fix the weights' shapes, the
 # optimizer state's meaning, the patient split (which the dataset key does not cover), the
 # batch order and the fixed noise.
@@ -205,12 +206,53 @@ def write_checkpoint(
 
     ``rank_streams``: in a run of several ranks, every rank's noise stream (training/distributed.py).
     """
+    state = checkpoint_state(cfg, family, ema, batches, fixed, progress, dataset_key, rank_streams)
+    last = last_checkpoint(run_dir)
     epochs, rest = divmod(progress.step, batches.steps_per_epoch)
-    state = {
+    if rest == 0:
+        epoch_file = last.with_name(f"epoch_{epochs:04d}.pt")
+        save_checkpoint(epoch_file, state)
+        link_checkpoint(epoch_file, last)
+        prune_epoch_checkpoints(last.parent, cfg.trainer.keep_last_n)
+    else:
+        save_checkpoint(last, state)
+    progress.last_checkpoint = last
+
+
+def write_best_checkpoint(
+    cfg: DictConfig,
+    family: Family,
+    ema: GeneratorEMA | None,
+    batches: BatchOrder,
+    fixed: FixedSamples,
+    progress: Progress,
+    dataset_key: str,
+    run_dir: Path,
+    rank_streams: list[dict[str, Any]] | None = None,
+) -> Path:
+    """checkpoints/best.pt: the run as it is now, a checkpoint like last.pt (it resumes and every tool opens it)."""
+    best = last_checkpoint(run_dir).with_name("best.pt")
+    save_checkpoint(best, checkpoint_state(cfg, family, ema, batches, fixed, progress, dataset_key, rank_streams))
+    return best
+
+
+def checkpoint_state(
+    cfg: DictConfig,
+    family: Family,
+    ema: GeneratorEMA | None,
+    batches: BatchOrder,
+    fixed: FixedSamples,
+    progress: Progress,
+    dataset_key: str,
+    rank_streams: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """Everything a checkpoint holds (see the module docstring), at ``progress.step``; ``rank_streams``:
+    in a run of several ranks, every rank's noise stream (training/distributed.py)."""
+    return {
         **{key: network.state_dict() for key, network in family.networks().items()},
         **{key: optimizer.state_dict() for key, optimizer in family.optimizers().items()},
         **({} if ema is None else {EMA_KEY: ema.state_dict()}),
-        "epoch": epochs,
+        "epoch": progress.step // batches.steps_per_epoch,
         "step": progress.step,
         "rng": {
             **rng_state(batches.device),
@@ -224,16 +266,8 @@ def write_checkpoint(
         "train_seconds": progress.train_seconds,
         "log_window": progress.window.state_dict(),
         FAMILY_STATE_KEY: family.state_dict(),
+        BEST_FID_KEY: progress.best_fid,
     }
-    last = last_checkpoint(run_dir)
-    if rest == 0:
-        epoch_file = last.with_name(f"epoch_{epochs:04d}.pt")
-        save_checkpoint(epoch_file, state)
-        link_checkpoint(epoch_file, last)
-        prune_epoch_checkpoints(last.parent, cfg.trainer.keep_last_n)
-    else:
-        save_checkpoint(last, state)
-    progress.last_checkpoint = last
 
 
 def prune_epoch_checkpoints(checkpoints: Path, keep: int | None) -> None:
@@ -313,6 +347,7 @@ def restore(
     progress.step = state["step"]
     progress.train_seconds = state["train_seconds"]
     progress.window.load_state_dict(state["log_window"])
+    progress.best_fid = state.get(BEST_FID_KEY)  # absent from checkpoints older than eval.every_kimg
     progress.last_checkpoint = path
     log.info("resuming from %s at step %d (epoch %d)", path, state["step"], state["epoch"])
     labels = state["fixed_labels"]

@@ -11,7 +11,8 @@ With ``trainer.ema_kimg`` set, an exponential moving average of the generator
 grids and is what the evaluation (and every tool that opens the run) measures.
 
 ``trainer.max_minutes`` stops training once that much training time has passed; the run then
-samples, checkpoints and evaluates as at any other end.  metrics.json's ``stop_reason`` says what
+samples, checkpoints and evaluates as at any other end.  ``eval.every_kimg`` adds FID snapshots
+during training (:mod:`liver_gan.training.snapshots`), with ``checkpoints/best.pt`` at the lowest.  metrics.json's ``stop_reason`` says what
 ended training: ``epochs``, ``max_steps``, ``max_minutes`` or ``diverged``.
 
 Speed (issue 6): the training set is one tensor on the device and batches are drawn by index;
@@ -55,6 +56,7 @@ from liver_gan.training.checkpoint import (
     load_checkpoint,
     restore,
     resume_checkpoint,
+    write_best_checkpoint,
     write_checkpoint,
 )
 from liver_gan.progress import format_duration, tick_seconds
@@ -83,6 +85,7 @@ from liver_gan.training.run_dir import (
     remove_stale_temporaries,
 )
 from liver_gan.training.seeding import seed_everything
+from liver_gan.training.snapshots import check_snapshot_options, evaluate_snapshot, keep_snapshots_until, snapshot_due
 from liver_gan.training.state import BatchOrder, FixedSamples, Progress, ScalarSums
 from liver_gan.training.tensorboard import SilentBoard, TensorBoardLogger
 
@@ -108,7 +111,8 @@ def train(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None] | None = 
     device = rank_device(resolve_device(cfg.trainer.device), world)
     check_trainer_options(cfg, device, world)
     family_module(cfg).check_options(cfg)
-    if cfg.eval.enabled:
+    check_snapshot_options(cfg.eval)
+    if evaluates(cfg):
         check_eval_options(cfg.eval, cfg.dataset)
         check_weights_available(cfg.eval.inception_weights)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -133,7 +137,7 @@ def _train(
     trainer = cfg.trainer
     ema = None if trainer.ema_kimg is None else GeneratorEMA(family.generator, trainer.ema_kimg, trainer.ema_rampup)
     dataset = prepare_dataset(cfg.dataset, cfg.seed)
-    if cfg.eval.enabled:
+    if evaluates(cfg):
         check_eval_data(dataset, cfg.eval)
     batches = BatchOrder(len(dataset.train), cfg.trainer.batch_size, cfg.seed, device)
     fixed = draw_fixed_samples(cfg, family.generator.latent_dim, device)
@@ -149,6 +153,7 @@ def _train(
         join_ranks(trained_networks(family, ema), family.optimizers().values(), saved, cfg.seed, world, device)
     if world.is_main:
         remove_stale_temporaries(run_dir)
+        keep_snapshots_until(run_dir, progress.step)
         if on_start is not None:
             on_start()
         write_dataset_summary(dataset.summary, run_dir)
@@ -210,6 +215,11 @@ def trained_networks(family: Family, ema: GeneratorEMA | None) -> list[nn.Module
 def planned_steps(cfg: DictConfig, steps_per_epoch: int) -> int:
     """``trainer.epochs`` of steps, or fewer when ``trainer.max_steps`` stops the run earlier."""
     return min(cfg.trainer.epochs * steps_per_epoch, cfg.trainer.max_steps or math.inf)
+
+
+def evaluates(cfg: DictConfig) -> bool:
+    """Whether the run measures its generator: at the end (``eval.enabled``) or during training (``eval.every_kimg``)."""
+    return cfg.eval.enabled or cfg.eval.every_kimg is not None
 
 
 def sampler(family: Family, ema: GeneratorEMA | None) -> nn.Module:
@@ -384,6 +394,10 @@ def fit(
                     means = tick_sums.means()
                     ticks.tick(progress.step, kimg, means if world.distributed else check_finite(means, progress))
                     tick_sums.reset()
+                images_before = batches.images_seen(progress.step - 1)
+                if snapshot_due(images_before, batches.images_seen(progress.step), cfg.eval.every_kimg):
+                    progress.train_seconds = train_seconds_before + time.perf_counter() - session_start
+                    take_snapshot(cfg, family, ema, dataset, batches, fixed, progress, board, run_dir, world)
                 if last:
                     break
             progress.train_seconds = train_seconds_before + device_clock(device) - session_start
@@ -414,6 +428,45 @@ def fit(
         )
         return "max_minutes"
     return stop_reason_of(cfg, steps_per_epoch)
+
+
+def take_snapshot(
+    cfg: DictConfig,
+    family: Family,
+    ema: GeneratorEMA | None,
+    dataset: PreparedDataset,
+    batches: BatchOrder,
+    fixed: FixedSamples,
+    progress: Progress,
+    board: TensorBoardLogger,
+    run_dir: Path,
+    world: World,
+) -> None:
+    """An FID snapshot: to metrics.jsonl and TensorBoard (``metrics/fid``), and checkpoints/best.pt
+    when it is the lowest so far.  Every rank samples its share; rank 0 measures and writes."""
+    if world.distributed:
+        broadcast_buffers(trained_networks(family, ema))
+    check_weights(family, ema, progress)
+    kimg = batches.images_seen(progress.step) / 1000
+    record = evaluate_snapshot(
+        sampler(family, ema), dataset, cfg.eval, run_dir, batches.device, cfg.seed, progress.step, kimg, world
+    )
+    streams = rank_streams(world, batches.device)  # on every rank: best.pt may need them
+    if record is None:  # a rank other than 0
+        return
+    board.scalars({"metrics/fid": record["fid"]}, progress.step)
+    log.info(
+        "snapshot at kimg %.1f (step %d): FID %.4g from %d generated slices",
+        kimg,
+        progress.step,
+        record["fid"],
+        record["num_fake"],
+    )
+    if progress.best_fid is None or record["fid"] < progress.best_fid:
+        progress.best_fid = record["fid"]
+        board.flush()
+        best = write_best_checkpoint(cfg, family, ema, batches, fixed, progress, dataset.key, run_dir, streams)
+        log.info("lowest snapshot FID so far: %s", best)
 
 
 def log_scalars(

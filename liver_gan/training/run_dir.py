@@ -39,7 +39,7 @@ RUN_DIR_RESOLVER = "unique_run_dir"
 NOT_IN_FILE_NAMES = r"[^-\w.]"  # what a name=<text> may not bring into a directory name
 HYDRA_SUBDIR = ".hydra"
 # What liver-gan-train writes into a run dir; trainer.overwrite=true removes the previous run's.
-PREVIOUS_RUN_OUTPUTS = ("checkpoints", "samples", "tb", "metrics.json", "dataset_summary.json")
+PREVIOUS_RUN_OUTPUTS = ("checkpoints", "samples", "tb", "metrics.json", "metrics.jsonl", "dataset_summary.json")
 # Where atomic writes (liver_gan/atomic.py) leave ".<name>.<random>.tmp" when killed.
 TEMPORARY_HOMES = (".", "checkpoints", "samples", HYDRA_SUBDIR)
 

@@ -98,3 +98,4 @@ class Progress:
     train_seconds: float
     window: ScalarSums
     last_checkpoint: Path | None = None
+    best_fid: float | None = None  # the lowest snapshot FID so far (eval.every_kimg), that of checkpoints/best.pt
