@@ -396,7 +396,7 @@ def fit(
                     tick_sums.reset()
                 images_before = batches.images_seen(progress.step - 1)
                 if snapshot_due(images_before, batches.images_seen(progress.step), cfg.eval.every_kimg):
-                    progress.train_seconds = train_seconds_before + time.perf_counter() - session_start
+                    progress.train_seconds = train_seconds_before + device_clock(device) - session_start
                     take_snapshot(cfg, family, ema, dataset, batches, fixed, progress, board, run_dir, world)
                 if last:
                     break
