@@ -25,7 +25,7 @@ def test_the_config_tree_shows_every_group_and_value(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "config"
     groups = [line.split()[-1] for line in lines if line.lstrip("│ ").startswith(("├── ", "└── ")) and ":" not in line]
-    assert groups == ["dataset", "model", "optimizer", "loss", "eval", "trainer"]
+    assert groups == ["dataset", "model", "optimizer", "loss", "augment", "eval", "trainer"]
     assert any(line.rstrip().endswith("lr: 0.00031") for line in lines)
     assert any(line.rstrip().endswith("seed: 0") for line in lines)
 
