@@ -371,7 +371,7 @@ def fit(
                 batch_labels = None if labels is None else labels[indices]
                 values = family.step(images[indices], batch_labels, autocast)
                 if ema is not None:
-                    ema.update(family.generator, len(batch), progress.step * trainer.batch_size)
+                    ema.update(family.generator, len(batch), batches.images_seen(progress.step))
                 progress.window.add(values)
                 tick_sums.add(values)
                 progress.step += 1
