@@ -22,6 +22,9 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
 
 from liver_gan.training.loop import train
 
@@ -43,7 +46,7 @@ STYLEGAN2_ARM = ARMS[3][0]
 BUDGET = {False: (4.0, 512), True: (0.5, 128)}
 
 
-def arm_config(overrides: tuple[str, ...], workdir: Path, minutes: float, num_samples: int):
+def arm_config(overrides: tuple[str, ...], workdir: Path, minutes: float, num_samples: int) -> DictConfig:
     """One arm's config: the user's overrides, then the shared budget and evaluation."""
     return compose_config(
         [
@@ -64,7 +67,7 @@ def arm_config(overrides: tuple[str, ...], workdir: Path, minutes: float, num_sa
     )
 
 
-def train_arm(label: str, overrides: tuple[str, ...], workdir: Path, minutes: float, num_samples: int) -> dict:
+def train_arm(label: str, overrides: tuple[str, ...], workdir: Path, minutes: float, num_samples: int) -> dict[str, Any]:
     announce(f"{label}: {minutes:g} training minutes")
     cfg = arm_config(overrides, workdir, minutes, num_samples)
     run_dir = Path(tempfile.mkdtemp(prefix="quality-", dir=workdir))
@@ -82,6 +85,8 @@ def benchmark_quality(workdir: Path, quick: bool, repeats: int) -> list[Section]
     figures: dict[str, Figure] = {}
     for label, overrides in ARMS:
         metrics = train_arm(label, overrides, workdir, minutes, num_samples)
+        # Said at once, so that a run stopped before its last arm keeps what it measured.
+        announce(f"{label}: FID {metrics['fid']:.1f}, KID {metrics['kid_mean']:.4f} after {metrics['steps']} steps")
         figures[label] = section.add(
             Figure(label, "FID", (metrics["fid"],), limit=f"{metrics['steps']} steps in {minutes:g} min"),
             str(metrics["steps"]),
