@@ -19,7 +19,10 @@ from liver_gan.errors import LiverGanError
 from liver_gan.models import build_gan
 from liver_gan.models.ddpm import DiffusionModel, build_ddpm
 from liver_gan.sampling import generate
+from liver_gan.training.batch_noise import BatchNoise
 from liver_gan.training.diffusion_step import diffusion_loss, train_step
+
+CPU = torch.device("cpu")
 
 Compose = Callable[..., DictConfig]
 TIMESTEPS = 50  # a short schedule keeps DDIM's step count small
@@ -79,7 +82,7 @@ def test_the_training_loss_is_the_denoising_loss_computed_by_hand(prediction: st
     model = tiny_model(conditional=True, prediction=prediction, label_dropout=0.5)
     images = torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
     labels = torch.tensor([0, 1] * 4)
-    loss = diffusion_loss(model, images, labels, torch.Generator().manual_seed(2))
+    loss = diffusion_loss(model, images, labels, BatchNoise.of_batch(8, CPU, torch.Generator().manual_seed(2)))
 
     rng = torch.Generator().manual_seed(2)
     timesteps = torch.randint(0, TIMESTEPS, (8,), generator=rng)
@@ -118,7 +121,7 @@ def test_one_training_step_agrees_with_monais_inferer(prediction: str) -> None:
 
     values = train_step(
         model, torch.optim.SGD(model.parameters(), lr=0.1), images, None,
-        torch.autocast("cpu", enabled=False), torch.Generator().manual_seed(3),
+        torch.autocast("cpu", enabled=False), BatchNoise.of_batch(4, CPU, torch.Generator().manual_seed(3)),
     )
     assert torch.allclose(values[0], monai_loss, rtol=1e-5, atol=1e-7)
     for name, parameter in model.named_parameters():
@@ -181,7 +184,8 @@ def test_both_predictions_learn_a_fixed_batch(prediction: str) -> None:
     images[1::2] = -images[1::2]
 
     def held_out_loss() -> float:
-        return sum(diffusion_loss(model, images, None, torch.Generator().manual_seed(seed)).item() for seed in range(4))
+        noises = [BatchNoise.of_batch(4, CPU, torch.Generator().manual_seed(seed)) for seed in range(4)]
+        return sum(diffusion_loss(model, images, None, noise).item() for noise in noises)
 
     before = held_out_loss()
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)

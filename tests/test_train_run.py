@@ -365,9 +365,9 @@ def test_a_run_trains_on_float32_batches_of_a_float16_training_set(
             super().__init__(images, device)
             held.append(self.images.dtype)
 
-    def recorded_step(gan, loss_cfg, real, labels, autocast):  # type: ignore[no-untyped-def]
+    def recorded_step(gan, loss_cfg, real, labels, autocast, noise):  # type: ignore[no-untyped-def]
         batches.append(real.dtype)
-        return train_step(gan, loss_cfg, real, labels, autocast)
+        return train_step(gan, loss_cfg, real, labels, autocast, noise)
 
     train_step = gan_step.train_step
     synchronize = device_module.synchronize

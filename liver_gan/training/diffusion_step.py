@@ -8,9 +8,9 @@ output on eps (``prediction=epsilon``) or on v = sqrt(a_t) eps - sqrt(1 - a_t) x
 first sees a ``label_dropout`` fraction of its labels replaced by the null class, which
 classifier-free guidance needs at sampling time.
 
-Random draws, in this order: timesteps, noise, then the label-dropout mask.  They come from
-``generator`` when one is given (it must live on the batch's device), else from the global RNG,
-whose state the training loop's checkpoints already carry.
+Random draws, per sample and in this order: timesteps, noise, then the label-dropout mask.  They
+come from ``noise`` (``training/batch_noise.py``): in the training loop the step's, drawn per sample
+of the global batch; without one, seeded from torch's global RNG.
 
 The run around the step (data, logging, checkpoints, evaluation) is the shared loop's
 (``liver_gan/training/loop.py``); :class:`Diffusion` is this family's part of it.
@@ -30,28 +30,27 @@ from liver_gan.config import Prediction
 from liver_gan.errors import LiverGanError
 from liver_gan.models import build_diffusion
 from liver_gan.models.ddpm import DiffusionModel
+from liver_gan.training.batch_noise import BatchNoise
 from liver_gan.training.optim import build_optimizer
 
 LOGGED_SCALARS = ("loss/diffusion",)
 
 
-def drop_labels(labels: Tensor, null_class: int, probability: float, generator: torch.Generator | None) -> Tensor:
+def drop_labels(labels: Tensor, null_class: int, probability: float, noise: BatchNoise) -> Tensor:
     """``labels`` with each one replaced by ``null_class`` with ``probability``."""
-    dropped = torch.rand(labels.shape, device=labels.device, generator=generator) < probability
-    return labels.masked_fill(dropped, null_class)
+    return labels.masked_fill(noise.rand() < probability, null_class)
 
 
 def diffusion_loss(
-    model: DiffusionModel, images: Tensor, labels: Tensor | None, generator: torch.Generator | None = None
+    model: DiffusionModel, images: Tensor, labels: Tensor | None, batch_noise: BatchNoise | None = None
 ) -> Tensor:
     """The float32 MSE between the network's output and its epsilon or v target on one batch."""
     scheduler = model.scheduler
-    timesteps = torch.randint(
-        0, scheduler.num_train_timesteps, (len(images),), device=images.device, generator=generator
-    )
-    noise = torch.randn(images.shape, device=images.device, dtype=images.dtype, generator=generator)
+    batch_noise = BatchNoise.of_batch(len(images), images.device) if batch_noise is None else batch_noise
+    timesteps = batch_noise.randint(scheduler.num_train_timesteps)
+    noise = batch_noise.randn(*images.shape[1:], dtype=images.dtype)
     if labels is not None:
-        labels = drop_labels(labels, model.null_class, model.label_dropout, generator)
+        labels = drop_labels(labels, model.null_class, model.label_dropout, batch_noise)
     noisy = scheduler.add_noise(images, noise, timesteps)
     target = noise if model.prediction is Prediction.epsilon else scheduler.get_velocity(images, noise, timesteps)
     return F.mse_loss(model.denoise(noisy, timesteps, labels).float(), target.float())
@@ -63,11 +62,11 @@ def train_step(
     real: Tensor,
     labels: Tensor | None,
     autocast: torch.autocast,
-    generator: torch.Generator | None = None,
+    noise: BatchNoise | None = None,
 ) -> Tensor:
     """One optimizer step on one batch; returns the logged scalars (``LOGGED_SCALARS``) as one device tensor."""
     with autocast:
-        loss = diffusion_loss(model, real, labels, generator)
+        loss = diffusion_loss(model, real, labels, noise)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -103,8 +102,10 @@ class Diffusion:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Nothing beyond the model and its optimizer."""
 
-    def step(self, real: Tensor, labels: Tensor | None, autocast: torch.autocast) -> Tensor:
-        return train_step(self.generator, self.optimizer, real, labels, autocast)
+    def step(
+        self, real: Tensor, labels: Tensor | None, autocast: torch.autocast, noise: BatchNoise | None = None
+    ) -> Tensor:
+        return train_step(self.generator, self.optimizer, real, labels, autocast, noise)
 
 
 def check_options(cfg: DictConfig) -> None:

@@ -16,9 +16,13 @@ SyncBatchNorm (which has no double backward): each rank normalises its shard by 
 statistics, and the running statistics are made rank 0's on every rank before each grid,
 checkpoint and evaluation.
 
-Each rank draws its noise from a stream of its own, seeded from ``seed`` and the rank; rank 0's is
-the stream a single-process run would draw.  Only rank 0 writes the run dir: logs, grids,
-TensorBoard events, checkpoints and metrics.json.
+A step's per-sample noise (latent vectors; a diffusion step's timesteps, noise and dropped labels)
+is drawn for the whole global batch from the step's own stream and each rank keeps its shard's rows
+(``batch_noise.py``): the ranks' samples get different noise, and N ranks draw exactly what one
+process draws, so in deterministic mode they train the same weights.  The other draws
+(augmentation, WGAN-GP's interpolation) come from each rank's own stream, seeded from ``seed`` and
+the rank; rank 0's is the stream a single-process run would draw.  Only rank 0 writes the run dir:
+logs, grids, TensorBoard events, checkpoints and metrics.json.
 """
 
 from __future__ import annotations

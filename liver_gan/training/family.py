@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from liver_gan.models import is_gan
 from liver_gan.training import diffusion_step, gan_step
+from liver_gan.training.batch_noise import BatchNoise
 
 
 class Family(Protocol):
@@ -45,8 +46,11 @@ class Family(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s values."""
 
-    def step(self, real: Tensor, labels: Tensor | None, autocast: torch.autocast) -> Tensor:
-        """One training step on a real batch; the ``logged_scalars`` as one device tensor."""
+    def step(
+        self, real: Tensor, labels: Tensor | None, autocast: torch.autocast, noise: BatchNoise | None = None
+    ) -> Tensor:
+        """One training step on a real batch (this rank's shard) with the step's ``noise``; the
+        ``logged_scalars`` as one device tensor."""
 
 
 def family_module(cfg: DictConfig) -> ModuleType:

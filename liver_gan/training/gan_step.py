@@ -1,6 +1,7 @@
 """One training step of a GAN (mlp, dcgan, stylegan2), as in PyTorch's DCGAN example:
 
-1. G draws a fake batch from z ~ N(0, I), with the real batch's labels when conditional;
+1. G draws a fake batch from z ~ N(0, I) (the step's ``BatchNoise``), with the real batch's labels
+   when conditional;
 2. D learns to tell the real batch from the fake one, detached so that D's backward stops at D;
 3. G learns to fool the updated D on the *same* fake batch.  G has not changed since it drew the
    batch, so its graph is still exact and a second G forward would be wasted.  D is frozen for
@@ -35,6 +36,7 @@ from liver_gan.augment import AdaptiveAugment, Augment
 from liver_gan.config import LossName
 from liver_gan.losses import check_loss_options, discriminator_loss, generator_loss, lazy_r1_penalty
 from liver_gan.models import build_gan
+from liver_gan.training.batch_noise import BatchNoise
 from liver_gan.training.optim import build_optimizers
 
 # D(x) and D(G(z)) are shown as probabilities, whatever the loss.
@@ -77,8 +79,10 @@ class GAN:
         self.augment.load_state_dict(state["augment"])
         self.d_steps = state["d_steps"]
 
-    def step(self, real: Tensor, labels: Tensor | None, autocast: torch.autocast) -> Tensor:
-        return train_step(self, self.loss, real, labels, autocast)
+    def step(
+        self, real: Tensor, labels: Tensor | None, autocast: torch.autocast, noise: BatchNoise | None = None
+    ) -> Tensor:
+        return train_step(self, self.loss, real, labels, autocast, noise)
 
 
 def check_options(cfg: DictConfig) -> None:
@@ -109,10 +113,20 @@ def lazy_r1(gan: GAN, loss_cfg: DictConfig, real: Tensor, labels: Tensor | None)
 
 
 def train_step(
-    gan: GAN, loss_cfg: DictConfig, real: Tensor, labels: Tensor | None, autocast: torch.autocast
+    gan: GAN,
+    loss_cfg: DictConfig,
+    real: Tensor,
+    labels: Tensor | None,
+    autocast: torch.autocast,
+    noise: BatchNoise | None = None,
 ) -> Tensor:
-    """One D step and one G step on one batch; returns the logged scalars as one device tensor."""
-    z = torch.randn(real.shape[0], gan.generator.latent_dim, device=real.device)
+    """One D step and one G step on one batch; returns the logged scalars as one device tensor.
+
+    ``noise`` gives the latent vectors: the training loop's is the step's, drawn per sample of the
+    global batch; without one they are seeded from torch's global RNG.
+    """
+    noise = BatchNoise.of_batch(len(real), real.device) if noise is None else noise
+    z = noise.randn(gan.generator.latent_dim)
     with autocast:
         fake = gan.generator(z, labels)
         d_loss, real_logits, fake_logits = discriminator_loss(

@@ -50,6 +50,7 @@ from liver_gan.errors import LiverGanError
 from liver_gan.images import image_grid, write_grid_png
 from liver_gan.metrics.evaluate import check_eval_data, check_eval_options, evaluate_generator
 from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
+from liver_gan.training.batch_noise import BatchNoise
 from liver_gan.training.checkpoint import (
     check_dataset,
     check_resumable,
@@ -367,9 +368,11 @@ def fit(
         while progress.step < total_steps and not out_of_time:
             epoch, skip = divmod(progress.step, steps_per_epoch)
             for batch in batches.epoch(skip):
-                indices = shard(batch, world)
+                rows = shard(torch.arange(len(batch), device=batch.device), world)
+                indices = batch[rows]
                 batch_labels = None if labels is None else labels[indices]
-                values = family.step(images[indices], batch_labels, autocast)
+                noise = BatchNoise.of_step(cfg.seed, progress.step, rows, len(batch))
+                values = family.step(images[indices], batch_labels, autocast, noise)
                 if ema is not None:
                     ema.update(family.generator, len(batch), batches.images_seen(progress.step))
                 progress.window.add(values)
