@@ -4,17 +4,20 @@ result at the end."""
 from __future__ import annotations
 
 import logging
+import math
 import re
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+import torch
 from omegaconf import DictConfig
 
 from liver_gan.cli.config_tree import print_config_tree, wants_config_tree
 from liver_gan.progress import DEFAULT_TICK_SECONDS, format_duration, progress, set_tick_seconds
 from liver_gan.training.loop import train
-from liver_gan.training.progress import result_lines
+from liver_gan.training.progress import TrainingTicks, result_lines
 
 
 def test_the_config_tree_shows_every_group_and_value(
@@ -136,6 +139,20 @@ def test_a_long_interval_ticks_after_the_first_and_the_last_step_only_and_states
         ("1", "3", "1", "1"),
         ("3", "3", "1", "1"),
     ]
+
+
+def test_a_time_budget_shortens_the_tick_lines_eta(caplog: pytest.LogCaptureFixture) -> None:
+    """trainer.max_minutes=1.5 with a step count that would take hours: the ETA is the budget's."""
+    caplog.set_level(logging.INFO)
+    etas = []
+    for seconds_left in (90.0, math.inf):
+        ticks = TrainingTicks(10**9, 0, 100, torch.device("cpu"), show=False, seconds_left=seconds_left)
+        time.sleep(0.01)
+        ticks.advance(4)
+        ticks.tick(1, 0.0, {})
+        etas.append(re.search(r"ETA (\S+)", caplog.records[-1].getMessage()).group(1))
+    assert etas[0] in ("1m29s", "1m30s")
+    assert re.fullmatch(r"\d+h\d\dm", etas[1])  # 10**9 steps at this pace: thousands of hours
 
 
 def test_the_run_ends_with_its_result_and_where_to_look(

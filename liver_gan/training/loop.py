@@ -362,7 +362,9 @@ def fit(
     # device_clock waits for the device's queued work: else a GPU's speed would be its queueing speed.
     train_seconds_before, session_start = progress.train_seconds, device_clock(device)
     window_start, window_images = session_start, 0
-    ticks = TrainingTicks(total_steps, progress.step, steps_per_epoch, device, show=world.is_main)
+    ticks = TrainingTicks(
+        total_steps, progress.step, steps_per_epoch, device, show=world.is_main, seconds_left=budget - train_seconds_before
+    )
     out_of_time = False
     with logging_redirect_tqdm(), ticks:
         while progress.step < total_steps and not out_of_time:

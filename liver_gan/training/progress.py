@@ -39,13 +39,21 @@ def peak_memory(device: torch.device) -> str:
 
 
 class TrainingTicks:
-    """The bar and the tick lines of one training session, from ``first_step`` to ``total_steps``."""
+    """The bar and the tick lines of one training session, from ``first_step`` to ``total_steps`` or
+    until ``seconds_left`` (what ``trainer.max_minutes`` leaves of the budget) have passed."""
 
     def __init__(
-        self, total_steps: int, first_step: int, steps_per_epoch: int, device: torch.device, show: bool = True
+        self,
+        total_steps: int,
+        first_step: int,
+        steps_per_epoch: int,
+        device: torch.device,
+        show: bool = True,
+        seconds_left: float = math.inf,
     ) -> None:
         self.total_steps = total_steps
         self.first_step = first_step
+        self.seconds_left = seconds_left
         self.steps_per_epoch = steps_per_epoch
         self.device = device
         self.count = 0
@@ -75,7 +83,9 @@ class TrainingTicks:
         self.count += 1
         elapsed = now - self.start
         steps_done = step - self.first_step
-        eta = format_duration((self.total_steps - step) * elapsed / steps_done) if steps_done else "?"
+        eta_seconds = (self.total_steps - step) * elapsed / steps_done if steps_done else math.inf
+        eta_seconds = min(eta_seconds, max(self.seconds_left - elapsed, 0.0))  # the time budget ends it first
+        eta = "?" if math.isinf(eta_seconds) else format_duration(eta_seconds)
         total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         epoch = min(math.ceil(step / self.steps_per_epoch), total_epochs)
         fields = [
