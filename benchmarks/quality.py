@@ -1,6 +1,6 @@
 """Time to quality (issues 14 and 15): FID and KID after equal training minutes, on the phantom.
 
-Every arm is ``liver-gan-train`` on the default phantom's tumor slices at 64 px, stopped by
+Every arm is ``liver-gan-train`` on the default phantom's tumor slices (``dataset.subset=tumor``) at 64 px, stopped by
 ``trainer.max_minutes`` (the same minutes for each), then evaluated with the same sample count
 against the same real pool (all training slices), so that the rows compare what a user gets
 from the same wall-clock budget on this machine.  One run per arm: the quality of a short GAN run
@@ -9,7 +9,8 @@ varies from seed to seed, so read differences of a few FID points as noise.
 The arms, as a user would type them:
 
 - the thesis MLP: ``experiment=thesis``;
-- DCGAN: the default run's model (``experiment=quickstart``: DCGAN at base 32, non-saturating + R1);
+- DCGAN: the default run's model and loss (``experiment=quickstart``: DCGAN at base 32,
+  non-saturating + R1) without its EMA (``trainer.ema_kimg=null``);
 - DCGAN + DiffAugment + EMA: the same with ``augment=diffaugment trainer.ema_kimg=1``;
 - stylegan2 + DiffAugment + EMA: ``experiment=stylegan2``;
 - ddpm: ``model=ddpm``, sampled with 20 DDIM steps (``model.sample_steps=20``).
@@ -34,11 +35,11 @@ from measure import Figure, Section, announce
 # (label, overrides): each arm as ``liver-gan-train`` would compose it.
 ARMS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("thesis MLP (experiment=thesis)", ("experiment=thesis",)),
-    ("DCGAN (experiment=quickstart, the default run)", ()),
+    ("DCGAN (experiment=quickstart's model and loss, trainer.ema_kimg=null)", ("trainer.ema_kimg=null",)),
     ("DCGAN + DiffAugment + EMA", ("augment=diffaugment", "trainer.ema_kimg=1")),
     ("stylegan2 + DiffAugment + EMA (experiment=stylegan2)", ("experiment=stylegan2",)),
     # 20 DDIM steps instead of the default 50: 512 samples at 50 steps would take about 14 minutes here.
-    ("ddpm (model=ddpm model.sample_steps=20)", ("model=ddpm", "model.sample_steps=20")),
+    ("ddpm (model=ddpm model.sample_steps=20)", ("model=ddpm", "model.sample_steps=20", "trainer.ema_kimg=null")),
 )
 DCGAN_ARM = ARMS[1][0]
 STYLEGAN2_ARM = ARMS[3][0]
