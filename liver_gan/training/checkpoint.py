@@ -192,47 +192,27 @@ def _leaves(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def write_checkpoint(
-    cfg: DictConfig,
-    family: Family,
-    ema: GeneratorEMA | None,
-    batches: BatchOrder,
-    fixed: FixedSamples,
-    progress: Progress,
-    dataset_key: str,
-    run_dir: Path,
-    rank_streams: list[dict[str, Any]] | None = None,
+    state: dict[str, Any], run_dir: Path, progress: Progress, steps_per_epoch: int, keep_last_n: int | None
 ) -> None:
-    """checkpoints/last.pt, plus epoch_XXXX.pt at an epoch's end (the newest ``trainer.keep_last_n``).
-
-    ``rank_streams``: in a run of several ranks, every rank's noise stream (training/distributed.py).
-    """
-    state = checkpoint_state(cfg, family, ema, batches, fixed, progress, dataset_key, rank_streams)
+    """``state`` (:func:`checkpoint_state`) as checkpoints/last.pt, plus epoch_XXXX.pt at an epoch's
+    end (the newest ``keep_last_n``, ``trainer.keep_last_n``)."""
     last = last_checkpoint(run_dir)
-    epochs, rest = divmod(progress.step, batches.steps_per_epoch)
+    epochs, rest = divmod(progress.step, steps_per_epoch)
     if rest == 0:
         epoch_file = last.with_name(f"epoch_{epochs:04d}.pt")
         save_checkpoint(epoch_file, state)
         link_checkpoint(epoch_file, last)
-        prune_epoch_checkpoints(last.parent, cfg.trainer.keep_last_n)
+        prune_epoch_checkpoints(last.parent, keep_last_n)
     else:
         save_checkpoint(last, state)
     progress.last_checkpoint = last
 
 
-def write_best_checkpoint(
-    cfg: DictConfig,
-    family: Family,
-    ema: GeneratorEMA | None,
-    batches: BatchOrder,
-    fixed: FixedSamples,
-    progress: Progress,
-    dataset_key: str,
-    run_dir: Path,
-    rank_streams: list[dict[str, Any]] | None = None,
-) -> Path:
-    """checkpoints/best.pt: the run as it is now, a checkpoint like last.pt (it resumes and every tool opens it)."""
+def write_best_checkpoint(state: dict[str, Any], run_dir: Path) -> Path:
+    """``state`` (:func:`checkpoint_state`) as checkpoints/best.pt, a checkpoint like last.pt (it
+    resumes and every tool opens it)."""
     best = last_checkpoint(run_dir).with_name("best.pt")
-    save_checkpoint(best, checkpoint_state(cfg, family, ema, batches, fixed, progress, dataset_key, rank_streams))
+    save_checkpoint(best, state)
     return best
 
 

@@ -54,6 +54,7 @@ from liver_gan.training.batch_noise import BatchNoise
 from liver_gan.training.checkpoint import (
     check_dataset,
     check_resumable,
+    checkpoint_state,
     load_checkpoint,
     restore,
     resume_checkpoint,
@@ -422,7 +423,8 @@ def fit(
                 if world.is_main:
                     # Events up to this step must be on disk before a checkpoint claims them (resume purges later ones).
                     board.flush()
-                    write_checkpoint(cfg, family, ema, batches, fixed, progress, dataset.key, run_dir, streams)
+                    state = checkpoint_state(cfg, family, ema, batches, fixed, progress, dataset.key, streams)
+                    write_checkpoint(state, run_dir, progress, steps_per_epoch, trainer.keep_last_n)
     if out_of_time and progress.step < total_steps:
         log.info(
             "trainer.max_minutes=%s: stopped after %s of training, at step %d of %d",
@@ -470,7 +472,8 @@ def take_snapshot(
     if progress.best_fid is None or record["fid"] < progress.best_fid:
         progress.best_fid = record["fid"]
         board.flush()
-        best = write_best_checkpoint(cfg, family, ema, batches, fixed, progress, dataset.key, run_dir, streams)
+        state = checkpoint_state(cfg, family, ema, batches, fixed, progress, dataset.key, streams)
+        best = write_best_checkpoint(state, run_dir)
         log.info("lowest snapshot FID so far: %s", best)
 
 
