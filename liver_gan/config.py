@@ -358,6 +358,10 @@ class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = False  # bf16 autocast on cuda
     deterministic: bool = False
+    # torch's intra-op threads (liver_gan/training/threads.py). None: the usable cores divided by the
+    # jobs that run at once on this machine (a joblib sweep's n_jobs, torchrun's local ranks), so
+    # that concurrent runs share the cores instead of each starting one thread per core.
+    num_threads: Optional[int] = None
 
 
 @dataclass

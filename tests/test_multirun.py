@@ -26,6 +26,7 @@ import yaml
 
 from liver_gan.cli.summary import main as summary_main
 from liver_gan.sweeps.summary import JobStatus, collect_jobs
+from liver_gan.training.threads import usable_cores
 
 TRAIN = str(Path(sys.executable).with_name("liver-gan-train"))
 TINY = ["debug=smoke", "model=mlp", "eval.enabled=false", "trainer.device=cpu"]
@@ -150,6 +151,12 @@ def test_joblib_runs_two_jobs_in_parallel_and_they_share_one_dataset_build(tmp_p
     jobs = job_dirs(tmp_path / "sweep")
     assert_completed(jobs, 2)
     assert_one_dataset_build(tmp_path, jobs)
+    # The two jobs split the cores (trainer.num_threads=null) instead of each taking all of them.
+    share = max(1, usable_cores() // 2)
+    for job in jobs:
+        assert f"torch intra-op threads: {share} ({usable_cores()} cores / 2 concurrent job(s))" in (
+            job / "train.log"
+        ).read_text()
 
 
 def test_submitit_local_multirun_completes(tmp_path: Path) -> None:

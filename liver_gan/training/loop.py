@@ -90,6 +90,7 @@ from liver_gan.training.seeding import seed_everything
 from liver_gan.training.snapshots import check_snapshot_options, evaluate_snapshot, keep_snapshots_until, snapshot_due
 from liver_gan.training.state import BatchOrder, FixedSamples, Progress, ScalarSums
 from liver_gan.training.tensorboard import SilentBoard, TensorBoardLogger
+from liver_gan.training.threads import apply_num_threads
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ def train(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None] | None = 
     world = start_world()  # one process, or one rank of a torchrun or submitit launch (distributed.py)
     device = rank_device(resolve_device(cfg.trainer.device), world)
     check_trainer_options(cfg, device, world)
+    apply_num_threads(cfg.trainer.num_threads)
     family_module(cfg).check_options(cfg)
     check_snapshot_options(cfg.eval)
     if evaluates(cfg):
