@@ -369,7 +369,7 @@ class TrainConfig:
     dataset: DatasetConfig = MISSING
     model: BaseModelConfig = MISSING
     optimizer: OptimizerConfig = MISSING
-    loss: LossConfig = MISSING
+    loss: Optional[LossConfig] = None  # a GAN's (its model's YAML picks the default); a diffusion model has none
     # D's input augmentation (GANs only); runs saved before the group existed had none.
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     eval: EvalConfig = MISSING
@@ -497,10 +497,20 @@ SCHEMAS: dict[str, type] = {
 
 
 def register_configs() -> None:
-    """Register every schema; each tool (``liver_gan.cli.run_hydra_app``) calls it before Hydra composes."""
+    """Register every schema, and the resolvers the YAMLs use; each tool (``liver_gan.cli.run_hydra_app``)
+    calls it before Hydra composes."""
     store = ConfigStore.instance()
     for name, schema in SCHEMAS.items():
         store.store(name=name, node=schema)
+    OmegaConf.register_new_resolver("by_family", by_family, replace=True)
+
+
+def by_family(model_target: str, gan: Any, diffusion: Any) -> Any:
+    """``${by_family:${model._target_},GAN,DIFFUSION}``: a preset's value for the model's family, so that
+    one preset (experiment=quickstart) sizes a GAN and a diffusion model each to its own cost."""
+    from liver_gan.models import require_registered_builder  # the model registry imports torch
+
+    return gan if issubclass(require_registered_builder(model_target, "model._target_"), ModelConfig) else diffusion
 
 
 def check_schema_keys(cfg: DictConfig, prefix: str = "") -> None:

@@ -110,6 +110,11 @@ class Diffusion:
 
 def check_options(cfg: DictConfig) -> None:
     """Options of the GAN groups that mean nothing here and would be silently ignored."""
+    if cfg.loss is not None:
+        raise LiverGanError(
+            f"loss={cfg.loss.name.value} is a GAN's loss and model=ddpm has none (it learns by denoising); "
+            "drop the loss override"
+        )
     if cfg.optimizer.d_lr is not None:
         raise LiverGanError(
             f"optimizer.d_lr={cfg.optimizer.d_lr} is a discriminator's learning rate and model=ddpm has none; "

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from liver_gan.augment import AdaptiveAugment, Augment
 from liver_gan.config import LossName
+from liver_gan.errors import LiverGanError
 from liver_gan.losses import check_loss_options, discriminator_loss, generator_loss, lazy_r1_penalty
 from liver_gan.models import build_gan
 from liver_gan.training.batch_noise import BatchNoise
@@ -87,6 +88,11 @@ class GAN:
 
 def check_options(cfg: DictConfig) -> None:
     """The GAN options that would fail only after the dataset build."""
+    if cfg.loss is None:
+        raise LiverGanError(
+            f"model._target_={cfg.model._target_} is a GAN and no loss was chosen; add loss=nonsaturating "
+            "(or bce, hinge, wgan_gp), or name one in the model's YAML defaults as conf/model/dcgan.yaml does"
+        )
     check_loss_options(cfg.loss)
 
 
