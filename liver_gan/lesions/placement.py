@@ -63,6 +63,8 @@ def clearance(allowed: np.ndarray, spacing: tuple[float, float, float]) -> np.nd
     return ndimage.distance_transform_edt(allowed, sampling=spacing)
 
 
-def exclude_lesion(region: LiverRegion, lesion: np.ndarray, cfg: ProceduralLesionConfig, spacing: tuple[float, float, float]) -> None:
-    """Keep later lesions ``tumor_margin_mm`` away from a painted one (``lesion`` over the box)."""
-    region.allowed &= _farther_than(lesion, cfg.tumor_margin_mm, spacing)
+def exclude_lesion(
+    region: LiverRegion, painted: np.ndarray, cfg: ProceduralLesionConfig, spacing: tuple[float, float, float]
+) -> None:
+    """Keep later lesions ``tumor_margin_mm`` away from the ``painted`` ones (a mask over the box)."""
+    region.allowed &= _farther_than(painted, cfg.tumor_margin_mm, spacing)

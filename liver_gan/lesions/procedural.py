@@ -129,9 +129,7 @@ def _paint_one(
         crop[mask] = _shade(crop[mask], depth[mask], 2 * radius, spacing, box, mask, cfg, rng)
     tumor[box] |= mask
     changed[box] |= mask | zone
-    lesion_in_region = np.zeros(region.allowed.shape, dtype=bool)
-    lesion_in_region[inner] = mask
-    exclude_lesion(region, lesion_in_region, cfg, spacing)
+    exclude_lesion(region, tumor[region.box], cfg, spacing)
     volume_mm3 = np.count_nonzero(mask) * float(np.prod(spacing))
     return Lesion(tuple(int(c) for c in centre), box, mask, (6 * volume_mm3 / np.pi) ** (1 / 3), volume_mm3 / 1000)
 
