@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from lesion_factory import SPACING, liver_volume
+
 from liver_gan.config import Layout, PhantomConfig
 from liver_gan.data.nifti import write_nifti
 from liver_gan.data.phantom import synthesize_scan
@@ -18,32 +20,6 @@ from liver_gan.errors import LiverGanError
 from liver_gan.lesions.config import ProceduralLesionConfig
 from liver_gan.lesions.fit import fit_options
 from liver_gan.lesions.procedural import paint_patient
-
-SPACING = (1.5, 1.5, 2.5)
-LIVER_HU = 110.0
-VESSEL_HU = 220.0
-
-
-def liver_volume(
-    seed: int = 0, shape: tuple[int, int, int] = (64, 56, 32), tumor: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """(HU float32, labels int8): an ellipsoid liver of LIVER_HU with noise, two bright vessels
-    through it and, with ``tumor``, an existing hypodense tumor (label 2)."""
-    rng = np.random.default_rng(seed)
-    x, y, z = np.meshgrid(*[np.arange(n) * step for n, step in zip(shape, SPACING)], indexing="ij")
-    centre = [n * step / 2 for n, step in zip(shape, SPACING)]
-    liver = ((x - centre[0]) / 40) ** 2 + ((y - centre[1]) / 34) ** 2 + ((z - centre[2]) / 34) ** 2 < 1
-    hu = np.where(liver, LIVER_HU, -80.0) + rng.normal(0.0, 12.0, shape)
-    labels = liver.astype(np.int8)
-    vessels = liver & (
-        ((x - centre[0] - 12) ** 2 + (y - centre[1]) ** 2 < 9) | ((y - centre[1] + 14) ** 2 + (z - centre[2]) ** 2 < 9)
-    )
-    hu[vessels] = VESSEL_HU
-    if tumor:
-        existing = liver & ((x - centre[0] + 20) ** 2 + (y - centre[1] - 10) ** 2 + (z - centre[2]) ** 2 < 49)
-        hu[existing], labels[existing] = 60.0, 2
-    return hu.astype(np.float32), labels
-
 
 def paint(seed: int = 1, volume_seed: int = 0, tumor: bool = False, **options: object):
     hu, labels = liver_volume(volume_seed, tumor=tumor)

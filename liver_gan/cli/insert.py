@@ -11,13 +11,14 @@ from omegaconf import DictConfig
 
 from liver_gan.cli import report_user_errors, run_hydra_app
 from liver_gan.lesions.insert import MANIFEST, insert_lesions
+from liver_gan.training.run_dir import write_hydra_record
 
 
 @report_user_errors
 def insert(cfg: DictConfig) -> dict[str, Any]:
     hydra = HydraConfig.get()
     run_dir = Path(hydra.runtime.output_dir)
-    summary = insert_lesions(cfg, run_dir, hydra.runtime.choices.lesion)
+    summary = insert_lesions(cfg, run_dir, hydra.runtime.choices.lesion, lambda: write_hydra_record(run_dir, cfg))
     patients = summary["patients"]
     print(
         f"inserted {summary['lesions']} lesions into {len(summary['inserted_patients'])} training patients "

@@ -13,7 +13,7 @@ import dataclasses
 import io
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import nibabel as nib
 import numpy as np
@@ -41,11 +41,15 @@ MANIFEST_COLUMNS = (
 )
 
 
-def insert_lesions(cfg: DictConfig, run_dir: Path, option: str) -> dict[str, Any]:
-    """Paint and write every training patient; ``option`` is the lesion group's choice (procedural, learned)."""
+def insert_lesions(
+    cfg: DictConfig, run_dir: Path, option: str, record: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Paint and write every training patient; ``option`` is the lesion group's choice (procedural,
+    learned); ``record`` (the run's .hydra/ record) is called once every check has passed."""
     root = dataset_root(cfg.dataset)
     cases = find_cases(root, Layout(cfg.dataset.layout), cfg.dataset.skip_bad)
     _check_run_dir(run_dir, root, cases)
+    run_dir.mkdir(parents=True, exist_ok=True)
     has_tumor = {case.patient_id: _has_tumor(case) for case in cases}
     train, val = split_patients(
         has_tumor, cfg.dataset.val_fraction, cfg.seed,
@@ -58,6 +62,8 @@ def insert_lesions(cfg: DictConfig, run_dir: Path, option: str) -> dict[str, Any
         lesion, fitted = fit_options(lesion, Path(lesion.fit_from).expanduser(), Layout(cfg.dataset.layout),
                                      only=train if _same_folder(lesion.fit_from, root) else None)
     fill = _learned_fill(lesion) if isinstance(lesion, LearnedLesionConfig) else None
+    if record is not None:
+        record()
     rows: list[dict[str, Any]] = []
     training = [case for case in cases if case.patient_id in set(train)]
     for case in progress(training, "inserting lesions", len(training), "volumes"):
@@ -130,6 +136,7 @@ def _check_run_dir(run_dir: Path, root: Path, cases: list[Case]) -> None:
     out = run_dir.resolve()
     source = root.resolve()
     if out == source or source in out.parents:
+        _withdraw_own_log(run_dir)
         raise LiverGanError(
             f"hydra.run.dir={run_dir} is inside dataset.root {root}: liver-gan-insert never writes into its "
             "source; choose a run dir outside it"
@@ -139,6 +146,20 @@ def _check_run_dir(run_dir: Path, root: Path, cases: list[Case]) -> None:
         raise LiverGanError(
             f"hydra.run.dir={run_dir} holds source files such as {inside[0]}; choose an empty run dir outside dataset.root"
         )
+
+
+def _withdraw_own_log(run_dir: Path) -> None:
+    """Hydra made the run dir and opened this job's log in it before the task could check where it
+    is: remove both when they are all it holds, so that a refused run leaves the source as it was."""
+    handlers = [handler for handler in logging.getLogger().handlers
+                if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == run_dir.resolve()]
+    if not run_dir.is_dir() or {path.name for path in run_dir.iterdir()} - {Path(h.baseFilename).name for h in handlers}:
+        return
+    for handler in handlers:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+        Path(handler.baseFilename).unlink(missing_ok=True)
+    run_dir.rmdir()
 
 
 def _check_lesion_options(cfg: ProceduralLesionConfig) -> None:
