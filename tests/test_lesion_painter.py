@@ -154,3 +154,31 @@ def test_the_phantom_paints_through_the_painter_and_keeps_its_volumes() -> None:
         digest.update(scan.labels.tobytes())
 
     assert digest.hexdigest() == "04edfae709374d08c0ea3634d1289b0fc00a23cc7390a2d37537bf913b1dce20"
+
+
+class ConstantFill:
+    """A stand-in for the learned inpainter (liver_gan/lesions/learned.py's contract): 40 HU in the region."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def fill(
+        self, hu: np.ndarray, region: np.ndarray, liver: np.ndarray, spacing: tuple[float, float, float],
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        self.calls.append((region.copy(), liver.copy()))
+        return np.where(region, np.float32(40.0), hu)
+
+
+def test_a_learned_fill_gets_the_procedural_masks_and_changes_only_them() -> None:
+    hu, labels = liver_volume()
+    fill = ConstantFill()
+    cfg = ProceduralLesionConfig(count_min=2, count_max=2, mass_effect_mm=0.0)
+
+    painting = paint_patient(hu, labels, SPACING, cfg, np.random.default_rng(3), "volume-9.nii.gz", fill)
+
+    assert len(fill.calls) == 1
+    region, liver = fill.calls[0]
+    assert np.array_equal(region, painting.tumor) and np.array_equal(liver, labels == 1)
+    assert np.array_equal(painting.hu != hu, painting.tumor)
+    assert np.all(painting.hu[painting.tumor] == 40.0)  # the model's values, not procedural shading

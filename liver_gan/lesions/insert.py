@@ -55,6 +55,8 @@ def insert_lesions(
         has_tumor, cfg.dataset.val_fraction, cfg.seed,
         val_patients=cfg.dataset.val_patients, test_patients=cfg.dataset.test_patients,
     )
+    if OmegaConf.is_missing(cfg.lesion, "checkpoint"):
+        raise LiverGanError("lesion.checkpoint is not set: pass lesion.checkpoint=RUN_DIR_OR_PT of a trained inpainting model")
     lesion: ProceduralLesionConfig = OmegaConf.to_object(cfg.lesion)
     _check_lesion_options(lesion)
     fitted = None
@@ -188,8 +190,15 @@ def _same_folder(path: str, root: Path) -> bool:
 
 def _learned_fill(cfg: LearnedLesionConfig) -> Fill:
     """The trained inpainter; imported only here, as lesion=learned is the only user."""
-    from liver_gan.lesions.learned import load_inpainter
-
+    try:
+        from liver_gan.lesions.learned import load_inpainter
+    except ModuleNotFoundError as error:
+        if error.name != "liver_gan.lesions.learned":
+            raise
+        raise LiverGanError(
+            "lesion=learned needs the inpainting model (liver_gan/lesions/learned.py), which this install lacks; "
+            "use lesion=procedural"
+        ) from error
     return load_inpainter(cfg.checkpoint, cfg.device)
 
 
