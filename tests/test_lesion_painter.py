@@ -131,7 +131,8 @@ def test_fit_from_recovers_the_contrast_and_sizes_the_tumors_were_made_with(
     assert fitted.contrast_hu == pytest.approx(contrast, abs=6.0)
     assert fitted.diameter_mm_median == pytest.approx(median, rel=0.2)
     assert fitted.diameter_mm_sigma < 0.4
-    assert (fitted.count_min, fitted.count_max) == (2, 3)
+    assert measured["tumors_per_patient"] == [2, 3]
+    assert (fitted.count_min, fitted.count_max) == (1, 4)  # the count stays the user's
 
 
 def test_fit_from_a_folder_without_tumors_names_the_option(tmp_path: Path) -> None:

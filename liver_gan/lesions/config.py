@@ -34,15 +34,17 @@ class ProceduralLesionConfig:
     # amplitude (mm), smooth over elastic_scale_mm.
     elastic_mm: float = 1.5
     elastic_scale_mm: float = 8.0
-    # Texture: tumor HU = the liver's own HU there (its scanner noise kept) + contrast_hu, + a per-lesion
+    # Texture (measured on lits117: tumors 49.5 HU below the liver median, 42-47 HU for those of 5-10 mm;
+    # their interior HU std is 20 against the liver's 17). Tumor HU = the liver's own HU there (its scanner noise kept) + contrast_hu, + a per-lesion
     # normal jitter of contrast_jitter_hu, + Gaussian noise of texture_hu standard deviation smooth
     # over texture_scale_mm (the real tumors' interior is that much noisier than their liver).
     contrast_hu: float = -49.5
     contrast_jitter_hu: float = 5.0
     texture_hu: float = 10.0
     texture_scale_mm: float = 2.0
-    # Soft edge: the HU fades from the liver's to the tumor's over this depth into the lesion.
-    edge_mm: float = 2.0
+    # Soft edge: a blur of this width centred on the lesion's outline, painted inside it only: half the
+    # contrast at the outline, all of it edge_mm / 2 deep (a smoothstep).
+    edge_mm: float = 4.0
     # Enhancing rim (with probability rim_probability): rim_hu brighter at rim_mm inside the edge.
     rim_probability: float = 0.0
     rim_hu: float = 20.0

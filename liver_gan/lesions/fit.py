@@ -1,5 +1,6 @@
-"""``lesion.fit_from``: the HU contrast, size distribution and count of a dataset's own labelled
-tumors, measured the way the defaults were measured on LiTS patient 117.
+"""``lesion.fit_from``: the HU contrast and size distribution of a dataset's own labelled tumors,
+measured the way the defaults were measured on LiTS patient 117. The count per patient stays the
+user's (lesion.count_min / count_max): a LiTS patient may hold dozens of metastases.
 
 A tumor is a connected component of label 2 (in 3-D) at least ``lesion.diameter_mm_min`` across
 (its sphere-equivalent diameter): smaller pieces are annotation specks. The contrast is each
@@ -27,7 +28,7 @@ from liver_gan.lesions.config import ProceduralLesionConfig
 def fit_options(
     cfg: ProceduralLesionConfig, folder: Path, layout: Layout, only: Sequence[int] | None = None
 ) -> tuple[ProceduralLesionConfig, dict[str, Any]]:
-    """``cfg`` with contrast_hu, the diameter distribution and the count measured on ``folder``'s tumors
+    """``cfg`` with contrast_hu and the diameter distribution measured on ``folder``'s tumors
     (of the patients ``only``, when given: the training patients when it is the dataset itself)."""
     cases = [case for case in find_cases(folder, layout) if only is None or case.patient_id in set(only)]
     contrasts, diameters, counts = [], [], []
@@ -50,12 +51,11 @@ def fit_options(
         diameter_mm_median=float(np.exp(logs.mean())),
         diameter_mm_sigma=float(logs.std()),
         diameter_mm_max=float(max(diameters)),
-        count_min=int(min(counts)),
-        count_max=int(max(counts)),
     )
-    keys = ("contrast_hu", "diameter_mm_median", "diameter_mm_sigma", "diameter_mm_max", "count_min", "count_max")
+    keys = ("contrast_hu", "diameter_mm_median", "diameter_mm_sigma", "diameter_mm_max")
     measured = {key: getattr(fitted, key) for key in keys}
-    return fitted, {"folder": str(folder), "patients": len(contrasts), "tumors": len(diameters), **measured}
+    tumors = {"patients": len(contrasts), "tumors": len(diameters), "tumors_per_patient": [min(counts), max(counts)]}
+    return fitted, {"folder": str(folder), **tumors, **measured}
 
 
 def _tumors(

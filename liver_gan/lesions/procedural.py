@@ -21,6 +21,10 @@ from liver_gan.lesions.shading import shade_lesion
 from liver_gan.lesions.shape import elastic_points, largest_component, lesion_depth, smooth_field
 
 Spacing = tuple[float, float, float]
+# A real tumor's blurred edge is centred on its outline, where annotators draw the mask: half the
+# contrast is there already. The outer half of the blur is not painted, as label 2 marks exactly
+# the voxels that changed.
+EDGE_AT_SURFACE = 0.5
 
 
 class Fill(Protocol):
@@ -147,7 +151,7 @@ def _shade(
     necrotic = diameter >= cfg.necrosis_min_diameter_mm and rng.uniform() < cfg.necrosis_probability
     return shade_lesion(
         hu, depth, hu + contrast + texture, cfg.edge_mm, rim_hu, cfg.rim_mm,
-        cfg.necrosis_hu if necrotic else None, diameter / 4,
+        cfg.necrosis_hu if necrotic else None, diameter / 4, EDGE_AT_SURFACE,
     )
 
 

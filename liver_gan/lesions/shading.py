@@ -14,11 +14,13 @@ def shade_lesion(
     rim_mm: float = 1.5,
     core_drop_hu: float | None = None,
     core_depth_mm: float = 0.0,
+    edge_start: float = 0.0,
 ) -> np.ndarray:
     """The HU inside a lesion: ``hu`` (the tissue there) fades to ``target_hu`` over ``edge_mm``
-    of ``depth`` (a smoothstep, the soft edge of a real lesion); a rim ``rim_hu`` brighter peaks
-    ``rim_mm`` deep; a core deeper than ``core_depth_mm`` is ``core_drop_hu`` darker."""
-    fade = np.clip(depth / edge_mm, 0.0, 1.0)
+    of ``depth`` (a smoothstep, the soft edge of a real lesion), from the fraction ``edge_start``
+    of the way at the surface; a rim ``rim_hu`` brighter peaks ``rim_mm`` deep; a core deeper than
+    ``core_depth_mm`` is ``core_drop_hu`` darker."""
+    fade = np.clip(edge_start + depth / edge_mm, 0.0, 1.0)
     fade = fade * fade * (3 - 2 * fade)
     value = hu + (target_hu - hu) * fade
     if rim_hu is not None:
