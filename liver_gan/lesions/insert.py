@@ -69,7 +69,14 @@ def insert_lesions(
     rows: list[dict[str, Any]] = []
     training = [case for case in cases if case.patient_id in set(train)]
     for case in progress(training, "inserting lesions", len(training), "volumes"):
-        rows += _insert_patient(case, lesion, cfg.seed, option, fill, run_dir)
+        try:
+            patient = read_patient(case)
+        except LiverGanError as error:
+            if not cfg.dataset.skip_bad:
+                raise LiverGanError(f"{error} (set dataset.skip_bad=true to leave patient {case.patient_id} out)") from error
+            log.warning("skipping patient %d (dataset.skip_bad=true): %s", case.patient_id, error)
+            continue
+        rows += _insert_patient(patient, lesion, cfg.seed, option, fill, run_dir)
     summary = {
         "source": str(root.resolve()),
         "option": option,
@@ -86,10 +93,10 @@ def insert_lesions(
 
 
 def _insert_patient(
-    case: Case, lesion: ProceduralLesionConfig, seed: int, option: str, fill: Fill | None, run_dir: Path
+    patient: SourcePatient, lesion: ProceduralLesionConfig, seed: int, option: str, fill: Fill | None, run_dir: Path
 ) -> list[dict[str, Any]]:
     """One patient's own random stream (seed, patient id): its lesions do not depend on the others'."""
-    patient = read_patient(case)
+    case = patient.case
     rng = np.random.default_rng([int(seed), case.patient_id])
     painting = paint_patient(patient.hu, patient.scan.labels, patient.scan.spacing, lesion, rng,
                              str(case.segmentation), fill)

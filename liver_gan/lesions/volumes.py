@@ -30,6 +30,7 @@ class SourcePatient:
     orientation: np.ndarray  # file axes -> canonical
     scaled: bool  # whether the volume's header has scl_slope / scl_inter
     segmentation_dtype: np.dtype
+    file_shape: tuple[int, ...]
 
     @property
     def hu(self) -> np.ndarray:
@@ -37,11 +38,8 @@ class SourcePatient:
         return (self.scan.stored * np.float32(self.scan.slope) + np.float32(self.scan.inter)).astype(np.float32)
 
     def canonical_affine(self) -> np.ndarray:
-        return self.affine @ inv_ornt_aff(self.orientation, self.case_shape)
-
-    @property
-    def case_shape(self) -> tuple[int, ...]:
-        return tuple(nib.load(str(self.case.volume)).shape)
+        """Voxel-to-world of the canonical arrays."""
+        return self.affine @ inv_ornt_aff(self.orientation, self.file_shape)
 
     def file_index(self, canonical: tuple[int, int, int]) -> tuple[int, int, int]:
         """A canonical voxel index as the index into the written file's array."""
@@ -51,13 +49,14 @@ class SourcePatient:
 
 
 def read_patient(case: Case) -> SourcePatient:
+    """Read and check both files (liver_gan/data/nifti.py), keeping what writing them back needs."""
     scan = read_scan(case.volume, case.segmentation)
     volume = nib.load(str(case.volume))
     segmentation = nib.load(str(case.segmentation))
     slope, _ = volume.header.get_slope_inter()
     return SourcePatient(
         case, scan, volume.affine.copy(), io_orientation(volume.affine), slope is not None,
-        segmentation.get_data_dtype(),
+        segmentation.get_data_dtype(), tuple(volume.shape),
     )
 
 
