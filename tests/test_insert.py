@@ -18,8 +18,10 @@ import pytest
 import yaml
 from lesion_factory import write_liver_dataset
 from omegaconf import DictConfig
+from scipy import ndimage
 
 from liver_gan.data.dataset import prepare_dataset
+from liver_gan.errors import LiverGanError
 from liver_gan.lesions.insert import MANIFEST, MANIFEST_COLUMNS, SUMMARY, insert_lesions
 
 INSERT = shutil.which("liver-gan-insert", path=str(Path(sys.executable).parent))
@@ -114,8 +116,6 @@ def test_the_mass_effect_changes_only_liver_near_the_lesions(
     labels, _ = file_arrays(tmp_path / "run" / "segmentation-1.nii.gz")
     pushed = (new != old) & (labels != 2)
     assert pushed.any() and np.all(labels[pushed] == 1)
-    from scipy import ndimage
-
     distance = ndimage.distance_transform_edt(labels != 2)  # in voxels of 1.5 mm and more
     assert distance[pushed].max() < 8.0 / 1.5 + 2 * 47.0
 
@@ -156,7 +156,7 @@ def test_existing_files_in_the_run_dir_are_never_replaced(
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "volume-1.nii.gz").write_text("mine")
 
-    with pytest.raises(Exception, match="already exists: liver-gan-insert never replaces files"):
+    with pytest.raises(LiverGanError, match="already exists: liver-gan-insert never replaces files"):
         insert_in_process(compose_config, source, tmp_path / "run", "dataset.val_fraction=0")
     assert (tmp_path / "run" / "volume-1.nii.gz").read_text() == "mine"
 
