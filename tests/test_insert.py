@@ -225,3 +225,18 @@ def test_real_ct_with_inserted_tumors_prepares_and_trains(tmp_path: Path) -> Non
     )
     assert train.returncode == 0, train.stderr
     assert (tmp_path / "train" / "checkpoints" / "last.pt").is_file()
+
+
+def test_fit_from_the_dataset_itself_reads_only_its_training_patients(
+    tmp_path: Path, compose_config: Callable[..., DictConfig]
+) -> None:
+    source = write_liver_dataset(tmp_path / "source", range(1, 5))  # patients 2 and 4 hold tumors
+
+    with pytest.raises(LiverGanError, match="no labelled tumor .* in its 2 patients"):
+        insert_in_process(compose_config, source, tmp_path / "held", "dataset.val_patients=[2,4]",
+                          f"lesion.fit_from={source}", "lesion.diameter_mm_min=3")
+
+    summary = insert_in_process(compose_config, source, tmp_path / "run", "dataset.val_patients=[1,3]",
+                                f"lesion.fit_from={source}", "lesion.diameter_mm_min=3")
+    assert summary["fitted"]["patients"] == 2 and summary["fitted"]["tumors"] == 2
+    assert summary["lesion"]["contrast_hu"] == pytest.approx(60.0 - 110.0, abs=6.0)
