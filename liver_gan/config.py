@@ -25,6 +25,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from liver_gan.errors import LiverGanError
+from liver_gan.lesions.config import LearnedLesionConfig, ProceduralLesionConfig
 
 
 class DatasetName(str, Enum):
@@ -126,6 +127,10 @@ class DatasetConfig:
     # so that models generate image and label map together.
     masks: bool = False
     val_fraction: float = 0.1
+    # Patient ids held out for validation and for testing; when set they override val_fraction
+    # (liver_gan/data/dataset.py, split_patients). Test patients never reach training or validation.
+    val_patients: Optional[List[int]] = None
+    test_patients: Optional[List[int]] = None
     cache_dir: str = "outputs/cache"
     num_workers: int = 2
     skip_bad: bool = False
@@ -471,6 +476,15 @@ class UtilityConfig:
     device: str = "auto"
 
 
+@dataclass
+class InsertConfig:
+    """``liver-gan-insert``: paint tumors into the training patients' healthy liver (liver_gan/lesions/insert.py)."""
+
+    dataset: DatasetConfig = MISSING
+    lesion: ProceduralLesionConfig = MISSING
+    seed: int = 0  # the patient split (as prepare's) and every lesion's draws
+
+
 # Each tool's primary config (conf/<tool>.yaml) extends <tool>_schema; each group's YAML files
 # extend /<name>_schema.
 SCHEMAS: dict[str, type] = {
@@ -479,6 +493,9 @@ SCHEMAS: dict[str, type] = {
     "sample_schema": SampleConfig,
     "evaluate_schema": EvaluateConfig,
     "utility_schema": UtilityConfig,
+    "insert_schema": InsertConfig,
+    "procedural_lesion_schema": ProceduralLesionConfig,
+    "learned_lesion_schema": LearnedLesionConfig,
     "dataset_schema": DatasetConfig,
     "mlp_schema": MLPConfig,
     "dcgan_schema": DCGANConfig,

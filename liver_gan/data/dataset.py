@@ -95,7 +95,9 @@ def prepare_dataset(cfg: DatasetConfig, seed: int) -> PreparedDataset:
     entry = _cached_slices(cfg, dataset_root(cfg))
     per_patient = entry.meta["per_patient"]
     has_tumor = {int(patient): stats["tumor_slices"] > 0 for patient, stats in per_patient.items()}
-    train_ids, val_ids = split_patients(has_tumor, cfg.val_fraction, seed)
+    train_ids, val_ids = split_patients(
+        has_tumor, cfg.val_fraction, seed, val_patients=cfg.val_patients, test_patients=cfg.test_patients
+    )
     subset = Subset(cfg.subset)
     train = _slice_set(entry.slices, train_ids, subset)
     val = _slice_set(entry.slices, val_ids, subset)
@@ -241,19 +243,49 @@ def _report_skipped(skipped: Mapping[str, str], skip_bad: bool) -> None:
         log.warning("skipping patient %s (dataset.skip_bad=true): %s", patient, problem)
 
 
-def split_patients(has_tumor: Mapping[int, bool], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Patients -> (train ids, val ids), the same for the same seed.
+def split_patients(
+    has_tumor: Mapping[int, bool],
+    val_fraction: float,
+    seed: int,
+    val_patients: Sequence[int] | None = None,
+    test_patients: Sequence[int] | None = None,
+) -> tuple[list[int], list[int]]:
+    """Patients -> (train ids, val ids), the same for the same seed; ``test_patients`` are in neither.
 
-    ``round(val_fraction * patients)`` patients go to val (at least one once there are two
+    ``val_patients`` fixes the validation patients. Otherwise ``round(val_fraction * patients)``
+    of the patients left after the test patients go to val (at least one once there are two
     patients, never all), drawn from the tumor-bearing and the tumor-free patients in
     proportion, so that a small dataset still validates on both classes.
     """
-    patients = sorted(has_tumor)
+    test = _known_patients(test_patients, has_tumor, "dataset.test_patients")
+    held = _known_patients(val_patients, has_tumor, "dataset.val_patients")
+    if held & test:
+        raise LiverGanError(
+            f"dataset.val_patients and dataset.test_patients both hold patients {sorted(held & test)}; "
+            "give each patient to one of them"
+        )
+    patients = sorted(p for p in has_tumor if p not in test)
+    if val_patients is not None:
+        return [p for p in patients if p not in held], sorted(held)
     strata = [[p for p in patients if has_tumor[p]], [p for p in patients if not has_tumor[p]]]
     quotas = _proportional_quotas(_num_val(len(patients), val_fraction), [len(stratum) for stratum in strata])
     rng = np.random.default_rng(seed)
     val = sorted(int(p) for stratum, quota in zip(strata, quotas) for p in rng.permutation(stratum)[:quota])
     return [p for p in patients if p not in val], val
+
+
+def _known_patients(ids: Sequence[int] | None, has_tumor: Mapping[int, bool], option: str) -> set[int]:
+    """The ids of ``option``, each of which must be a patient of the dataset."""
+    chosen = {int(p) for p in ids or ()}
+    unknown = sorted(chosen - set(has_tumor))
+    if unknown:
+        known = sorted(has_tumor)
+        raise LiverGanError(
+            f"{option}={sorted(chosen)}: no patient {', '.join(map(str, unknown))} in dataset.root "
+            f"(its patients are {', '.join(map(str, known[:20]))}{', ...' if len(known) > 20 else ''}); "
+            "use the ids of its patients"
+        )
+    return chosen
 
 
 def _num_val(num_patients: int, val_fraction: float) -> int:

@@ -64,6 +64,8 @@ RESUME_MUST_MATCH = (
     "optimizer._target_",
     "dataset.subset",
     "dataset.val_fraction",
+    "dataset.val_patients",
+    "dataset.test_patients",
     "seed",
     "trainer.batch_size",
     "trainer.num_fixed_samples",

@@ -1,4 +1,7 @@
-"""The liver, with its vessels, and the lesions in it: the part of the phantom the labels mark."""
+"""The liver, with its vessels, and the lesions in it: the part of the phantom the labels mark.
+
+Lesions are drawn by liver_gan/lesions/ (shape and shading), the painter that also inserts
+tumors into real CT; this module keeps only the phantom's own count, size and HU draws."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from scipy import ndimage
 from liver_gan.data.phantom.body import Body, Canvas
 from liver_gan.data.phantom.geometry import Grid, bump, ellipse, segment_distance, smooth_noise, vessel_network
 from liver_gan.data.phantom.organs import Vessels
+from liver_gan.lesions.shading import shade_lesion
+from liver_gan.lesions.shape import largest_component, lesion_depth
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ def paint_liver(canvas: Canvas, body: Body, bottom: float, top: float, vessels: 
     grid = canvas.grid
     ivc = vessels.ivc_mask(grid)
     mask = _liver_shape(grid, body, bottom, top, rng) & canvas.free(slice(None), 3.0) & ~ivc
-    mask = _largest_component(mask)
+    mask = largest_component(mask)
     liver_hu = rng.uniform(55.0, 68.0)
     box = _bounding_box(mask)
     inner = grid.crop(box)
@@ -91,16 +96,6 @@ def _liver_vessels(grid: Grid, vessels: Vessels, rng: np.random.Generator) -> np
     return network
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    """Keep the largest connected piece: fragments cut off by other organs are dropped."""
-    labels, count = ndimage.label(mask)
-    if count <= 1:
-        return mask
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return labels == sizes.argmax()
-
-
 def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
     return ndimage.find_objects(mask.astype(np.int8))[0]
 
@@ -130,37 +125,15 @@ def paint_lesions(
         radius = float(np.exp(rng.uniform(np.log(low), np.log(30.0))))
         candidates = np.flatnonzero(depth >= min(0.5 * radius, 0.8 * depth.max()))
         centre = points.reshape(3, -1)[:, rng.choice(candidates)]
-        inner = _lesion_depth(points, centre, radius, rng)
+        inner = lesion_depth(points, centre, radius, rng)
         lesion = (inner > 0) & mask
-        fade = np.clip(inner[lesion] / rng.uniform(1.5, 4.0), 0.0, 1.0)
-        fade = fade * fade * (3 - 2 * fade)  # smoothstep: the soft edge of a real lesion
-        value = hu[lesion] + (rng.uniform(10.0, 40.0) - hu[lesion]) * fade
-        if rng.uniform() < 0.4:
-            value += rng.uniform(12.0, 25.0) * np.exp(-(((inner[lesion] - 1.5) / 1.5) ** 2))
-        if radius > 20.0:
-            value -= rng.uniform(5.0, 15.0) * (inner[lesion] > 0.5 * radius)
-        hu[lesion] = value
+        # Drawn in this order (edge, HU, rim, core) so that every seed keeps its phantom.
+        edge_mm = rng.uniform(1.5, 4.0)
+        target_hu = rng.uniform(10.0, 40.0)
+        rim_hu = rng.uniform(12.0, 25.0) if rng.uniform() < 0.4 else None
+        core_drop_hu = rng.uniform(5.0, 15.0) if radius > 20.0 else None
+        hu[lesion] = shade_lesion(
+            hu[lesion], inner[lesion], target_hu, edge_mm, rim_hu, core_drop_hu=core_drop_hu, core_depth_mm=0.5 * radius
+        )
         tumor[box] |= lesion
     return tumor
-
-
-def _lesion_depth(
-    points: np.ndarray, centre: np.ndarray, radius: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Approximate depth (mm) inside a lesion: an ellipsoid or a lobulated union of a few."""
-    lobes = 1 if rng.uniform() < 0.55 else int(rng.integers(2, 5))
-    depth = np.full(points.shape[1:], -np.inf, dtype=np.float32)
-    for lobe in range(lobes):
-        offset = np.zeros(3) if lobe == 0 else rng.normal(size=3) * 0.45 * radius
-        size = radius * (1.0 if lobe == 0 else rng.uniform(0.45, 0.8))
-        axes = size * rng.uniform(0.75, 1.25, size=3)
-        relative = points - (centre + offset)[:, None, None, None]
-        local = np.tensordot(_random_rotation(rng).T, relative, axes=1)
-        radial = np.sqrt(sum((local[i] / axes[i]) ** 2 for i in range(3)))
-        depth = np.maximum(depth, (1.0 - radial) * axes.min())
-    return depth
-
-
-def _random_rotation(rng: np.random.Generator) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    return q * np.sign(np.diag(r))
