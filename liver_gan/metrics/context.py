@@ -75,6 +75,7 @@ class EvaluationContext:
     # With dataset.masks=true, the generated and real slices with their mask channels (the fields
     # above hold the CT channel only); None otherwise.
     masks: MaskInputs | None = None
+    budget_minutes: float | None = None  # the run's trainer.max_minutes: what CPU-sized checks scale to
 
     def real(self, pool: RealPool | None = None) -> RealImages:
         """The real images of ``pool`` (``eval.real_pool`` by default), the fakes' comparison set."""
