@@ -97,7 +97,7 @@ def memorisation_lines(metrics: Metrics) -> list[str]:
         return []
     verdict = memorisation_verdict(metrics)
     if verdict is None:
-        return [f"  {'memorised':<10} not tested: no validation slices to compare with (dataset.val_fraction=0)"]
+        return [f"  {'memorised':<10} not tested: fewer than 2 validation slices to compare with (dataset.val_fraction)"]
     pixel = metrics.get("memorisation_pixel_fraction_closer_than_val")
     return [
         f"  {'memorised':<10} {verdict}",
@@ -120,7 +120,8 @@ def mask_lines(metrics: Metrics) -> list[str]:
             f"{format_value(metrics[f'{key}_real_val']):>10}  (real: on validation slices)"
         )
     if "mask_segmenter_epochs" in metrics:
-        lines.append(f"    U-Net trained {metrics['mask_segmenter_epochs']} epochs on the real training slices")
+        epochs = metrics["mask_segmenter_epochs"]
+        lines.append(f"    U-Net trained {epochs} epoch{'' if epochs == 1 else 's'} on the real training slices")
     return lines
 
 
