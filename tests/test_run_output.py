@@ -18,7 +18,7 @@ from liver_gan.cli.config_tree import print_config_tree, wants_config_tree
 from liver_gan.progress import DEFAULT_TICK_SECONDS, format_duration, progress, set_tick_seconds
 from liver_gan.training.loop import train
 from liver_gan.metrics.registry import Metric, compute_metrics
-from liver_gan.training.progress import TrainingTicks, epochs_text, result_lines
+from liver_gan.training.progress import TrainingTicks, epochs_text, result_lines, steps_text
 
 
 def test_the_config_tree_shows_every_group_and_value(
@@ -208,6 +208,13 @@ def test_the_result_table_shows_the_headline_metrics_and_the_memorisation_verdic
 )
 def test_epochs_read_with_their_fraction_and_one_epoch_is_singular(steps: int, steps_per_epoch: int, text: str) -> None:
     assert epochs_text(steps, steps_per_epoch) == text
+
+
+def test_one_step_is_singular(tmp_path: Path) -> None:
+    """debug=smoke on its phantom announced "5 epochs of 1 steps"."""
+    assert [steps_text(1), steps_text(5)] == ["1 step", "5 steps"]
+    metrics = {"status": "completed", "steps": 1, "train_seconds": 1.0}
+    assert result_lines(metrics, tmp_path, None, steps_per_epoch=1)[0] == "result: completed after 1 step (1 epoch, 1s of training)"
 
 
 def test_a_run_stopped_mid_epoch_states_the_same_fraction_when_it_starts_and_ends(

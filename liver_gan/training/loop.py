@@ -79,7 +79,7 @@ from liver_gan.training.distributed import (
 )
 from liver_gan.training.ema import GeneratorEMA
 from liver_gan.training.family import Family, build_family, family_module
-from liver_gan.training.progress import TrainingTicks, epochs_text, log_result
+from liver_gan.training.progress import TrainingTicks, epochs_text, log_result, steps_text
 from liver_gan.training.run_dir import (
     hold_run_dir,
     refuse_fresh_start,
@@ -161,15 +161,15 @@ def _train(
         write_dataset_summary(dataset.summary, run_dir)
     total_steps = planned_steps(cfg, batches.steps_per_epoch)
     log.info(
-        "training %s on %d slices (dataset %s) on %s (world_size %d): %d steps (%s of %d steps)",
+        "training %s on %d slices (dataset %s) on %s (world_size %d): %s (%s of %s)",
         " + ".join(type(network).__name__ for network in family.networks().values()),
         len(dataset.train),
         dataset.key[:12],
         device,
         world.size,
-        total_steps,
+        steps_text(total_steps),
         epochs_text(total_steps, batches.steps_per_epoch),
-        batches.steps_per_epoch,
+        steps_text(batches.steps_per_epoch),
     )
 
     failure: LiverGanError | None = None

@@ -113,6 +113,11 @@ class TrainingTicks:
         self.close()
 
 
+def steps_text(steps: int) -> str:
+    """``1 step``, ``5 steps``."""
+    return "1 step" if steps == 1 else f"{steps} steps"
+
+
 def epochs_text(steps: int, steps_per_epoch: int) -> str:
     """How many epochs ``steps`` are, with the fraction of a partial one: ``1 epoch``, ``0.4 epochs``,
     ``2.5 epochs`` (two decimals at most, never rounded up to a whole epoch that was not trained)."""
@@ -126,7 +131,7 @@ def result_lines(metrics: Mapping[str, Any], run_dir: Path, last_grid: Path | No
     where to look: what :func:`log_result` logs."""
     budget = "; stopped by trainer.max_minutes" if metrics.get("stop_reason") == "max_minutes" else ""
     lines = [
-        f"result: {metrics['status']} after {metrics['steps']} steps ({epochs_text(metrics['steps'], steps_per_epoch)}, "
+        f"result: {metrics['status']} after {steps_text(metrics['steps'])} ({epochs_text(metrics['steps'], steps_per_epoch)}, "
         f"{format_duration(metrics['train_seconds'])} of training{budget})"
     ]
     if "num_fake" in metrics:
