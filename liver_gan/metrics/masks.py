@@ -92,7 +92,7 @@ def segmenter_epochs(epochs: int, device: torch.device, budget_minutes: float | 
 
 def mask_report(
     inputs: MaskInputs, segmenter: DictConfig, device: torch.device, seed: int, budget_minutes: float | None = None
-) -> dict[str, float | None]:
+) -> dict[str, float | int | None]:
     """Every key of :data:`MASK_KEYS`; ``budget_minutes`` is the run's ``trainer.max_minutes``."""
     epochs = segmenter_epochs(segmenter.epochs, torch.device(device), budget_minutes)
     segmenter = OmegaConf.merge(segmenter, {"epochs": epochs})

@@ -8,8 +8,8 @@ training set as unseen patients do; one that copies sits closer.
 
 The verdict (``memorisation_copying``) is taken in feature space only.  Pixel distance rewards blur:
 a blurred mean image lies near every slice without copying any, while Inception features of a blur
-are far from every sharp slice and those of a near-copy are near its original (the reason
-Meehan et al., 2020, and Akbar et al., 2025, test memorisation on embeddings, not pixels).  It rests
+are far from every sharp slice and those of a near-copy are near its original (Meehan et al., 2020,
+and Akbar et al., 2025, likewise measure distances in a learned embedding).  It rests
 on two tests of the held-out null hypothesis "the fakes lie as far from the training set as unseen
 validation slices do", both one-sided towards copying:
 
@@ -25,8 +25,9 @@ validation slices do", both one-sided towards copying:
   tail, flagged below :data:`COPYING_P`.
 
 Adjacent validation slices of one patient are correlated, so both tests are somewhat liberal; the
-thresholds are set far out for that reason.  The pixel figures stay as detail, with the closest-pairs
-grid to look at.
+thresholds are set far out for that reason.  The ratio of nearest to second-nearest training
+distance is not used: adjacent slices of one patient are near-duplicates, so a copy's second
+neighbour is close too.  The pixel figures stay as detail, with the closest-pairs grid to look at.
 
 Definitions (the keys :func:`memorisation_report` returns):
 
