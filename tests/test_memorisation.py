@@ -137,7 +137,8 @@ def test_copies_among_novel_samples_are_flagged_by_their_count() -> None:
     val_to_train = torch.from_numpy(rng.uniform(1, 2, size=64))
     novel = torch.from_numpy(rng.uniform(1, 2, size=900))
     copied = torch.cat([torch.zeros(150, dtype=torch.float64), novel])
-    with_copies, without = memorisation.copying_verdict(copied, val_to_train), memorisation.copying_verdict(novel, val_to_train)
+    with_copies = memorisation.copying_verdict(copied, val_to_train)
+    without = memorisation.copying_verdict(novel, val_to_train)
     assert with_copies["memorisation_feature_copy_z"] > memorisation.COPYING_Z
     assert with_copies["memorisation_copying"] is True
     assert without["memorisation_copying"] is False

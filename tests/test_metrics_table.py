@@ -34,8 +34,8 @@ def test_a_conditional_evaluation_prints_each_class_and_every_group_it_measured(
     lines = metric_lines(metrics)
     header = lines.index("  per class       FID  KID                    real   fake")
     for offset, (name, row) in enumerate(metrics["per_class"].items(), start=1):
-        kid = f"{row['kid_mean']:.4g} ± {row['kid_std']:.2g}"
-        assert lines[header + offset] == f"    {name:<8} {row['fid']:>8.4g}  {kid:<20} {row['num_real']:>6} {row['num_fake']:>6}"
+        kid, counts = f"{row['kid_mean']:.4g} ± {row['kid_std']:.2g}", f"{row['num_real']:>6} {row['num_fake']:>6}"
+        assert lines[header + offset] == f"    {name:<8} {row['fid']:>8.4g}  {kid:<20} {counts}"
     groups = [line.split()[0] for line in lines if re.match(r"  \S", line)]
     assert groups == ["FID", "KID", "precision", "recall", "per", "diversity", "memorised", "measured"]
     assert any(line.lstrip().startswith("pixel detail: ") for line in lines)

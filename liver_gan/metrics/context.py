@@ -108,7 +108,9 @@ def dataset_reals(
 
     def compute_features() -> np.ndarray:
         what = f"real {pool.value} slices"
-        compute = functools.partial(cached_slice_features, images, extractor, options.batch_size, options.cache_dir, what)
+        compute = functools.partial(
+            cached_slice_features, images, extractor, options.batch_size, options.cache_dir, what
+        )
         return reference_statistics(key, Path(options.cache_dir), compute).features
 
     return RealImages(len(images), compute_features, images, labels)

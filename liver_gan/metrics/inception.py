@@ -49,7 +49,9 @@ POOL3_BLOCK = InceptionV3.BLOCK_INDEX_BY_DIM[2048]
 FEATURE_PRECISION = "float32, BatchNorm folded, channels-last"
 # What an image goes through before the network, as pytorch-fid's CLI does it (see pixel_features);
 # part of the per-slice feature cache's key (liver_gan/metrics/slice_features.py).
-FEATURE_PREPROCESSING = "8-bit levels / 255, gray repeated to RGB, pytorch-fid's bilinear resize to 299 and [-1, 1] scaling"
+FEATURE_PREPROCESSING = (
+    "8-bit levels / 255, gray repeated to RGB, pytorch-fid's bilinear resize to 299 and [-1, 1] scaling"
+)
 
 
 class FIDWeightsUnavailable(LiverGanError):

@@ -81,7 +81,9 @@ def cached_slice_features(
         computed = extractor.pixel_features(pixels[rows], batch_size, what)
         write_shard(store, hashes[rows], computed, preprocessing_key(extractor))
         known |= dict(zip(hashes[rows].tolist(), computed))
-    log.info("slice features: %d of %d real slices cached, %d embedded", len(hashes) - len(missing), len(hashes), len(missing))
+    log.info(
+        "slice features: %d of %d real slices cached, %d embedded", len(hashes) - len(missing), len(hashes), len(missing)
+    )
     if len(hashes) == 0:
         return np.empty((0, 2048), dtype=np.float32)
     return np.stack([known[digest] for digest in hashes.tolist()]).astype(np.float32, copy=False)
@@ -134,7 +136,8 @@ def write_shard(store: Path, hashes: np.ndarray, features: np.ndarray, key: Prep
     def write(directory: Path) -> None:
         np.save(directory / "hashes.npy", hashes, allow_pickle=False)
         np.save(directory / "features.npy", features, allow_pickle=False)
-        fields = {**dataclasses.asdict(key), "num_slices": len(hashes), "arrays_sha256": arrays_sha256(hashes, features)}
+        checksum = arrays_sha256(hashes, features)
+        fields = {**dataclasses.asdict(key), "num_slices": len(hashes), "arrays_sha256": checksum}
         (directory / KEY_FILE).write_text(json.dumps(fields, indent=2) + "\n")
 
     build_once(store / name, write, is_complete=is_shard)

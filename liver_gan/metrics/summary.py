@@ -70,10 +70,11 @@ def per_class_lines(metrics: Metrics) -> list[str]:
 def diversity_lines(metrics: Metrics) -> list[str]:
     if "diversity_ms_ssim" not in metrics:
         return []
+    ms_ssim, cosine = metrics["diversity_ms_ssim"], metrics["diversity_feature_cosine"]
+    real_ms_ssim, real_cosine = metrics["diversity_ms_ssim_real"], metrics["diversity_feature_cosine_real"]
     return [
-        f"  {'diversity':<10} MS-SSIM {format_value(metrics['diversity_ms_ssim'])} "
-        f"(real {format_value(metrics['diversity_ms_ssim_real'])}), feature cosine distance "
-        f"{format_value(metrics['diversity_feature_cosine'])} (real {format_value(metrics['diversity_feature_cosine_real'])})"
+        f"  {'diversity':<10} MS-SSIM {format_value(ms_ssim)} (real {format_value(real_ms_ssim)}), "
+        f"feature cosine distance {format_value(cosine)} (real {format_value(real_cosine)})"
     ]
 
 
@@ -97,7 +98,7 @@ def memorisation_lines(metrics: Metrics) -> list[str]:
         return []
     verdict = memorisation_verdict(metrics)
     if verdict is None:
-        return [f"  {'memorised':<10} not tested: fewer than 2 validation slices to compare with (dataset.val_fraction)"]
+        return [f"  {'memorised':<10} not tested: under 2 validation slices to compare with (dataset.val_fraction)"]
     pixel = metrics.get("memorisation_pixel_fraction_closer_than_val")
     return [
         f"  {'memorised':<10} {verdict}",
@@ -127,7 +128,8 @@ def mask_lines(metrics: Metrics) -> list[str]:
 
 def count_line(metrics: Metrics) -> str:
     if "fake" in metrics:  # liver-gan-eval real=DIR fake=DIR
-        return f"  measured on {metrics['num_fake']} images of {metrics['fake']} and {metrics['num_real']} of {metrics['real']}"
+        fake, real = f"{metrics['num_fake']} images of {metrics['fake']}", f"{metrics['num_real']} of {metrics['real']}"
+        return f"  measured on {fake} and {real}"
     compared = metrics.get("real_pool")
     pool = f" ({compared} pool)" if compared else ""
     settings = ""

@@ -130,8 +130,9 @@ def result_lines(metrics: Mapping[str, Any], run_dir: Path, last_grid: Path | No
     """The run's outcome, every metric it measured (grouped, see liver_gan/metrics/summary.py) and
     where to look: what :func:`log_result` logs."""
     budget = "; stopped by trainer.max_minutes" if metrics.get("stop_reason") == "max_minutes" else ""
+    steps = metrics["steps"]
     lines = [
-        f"result: {metrics['status']} after {steps_text(metrics['steps'])} ({epochs_text(metrics['steps'], steps_per_epoch)}, "
+        f"result: {metrics['status']} after {steps_text(steps)} ({epochs_text(steps, steps_per_epoch)}, "
         f"{format_duration(metrics['train_seconds'])} of training{budget})"
     ]
     if "num_fake" in metrics:
