@@ -156,3 +156,25 @@ def test_offline_without_weights_exits_2_saying_where_to_put_the_file(
     assert str(tmp_path / "empty_torch_home" / "hub" / "checkpoints" / FID_WEIGHTS_NAME) in error
     assert "eval.inception_weights=PATH" in error
     assert not (tmp_path / "eval" / "eval.json").exists()
+
+
+def test_a_checkpoint_is_evaluated_with_its_runs_time_budget(
+    pooled_pixels: None,
+    compose_config: Callable[..., DictConfig],
+    tiny_phantom: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """trainer.max_minutes sizes the mask check's U-Net on a CPU, in liver-gan-eval as at the run's end."""
+    train_dir = save_tiny_checkpoint(compose_config, tmp_path / "train", tiny_phantom + ["trainer.max_minutes=3"])
+    budgets = []
+    real_evaluate = cli_evaluate.evaluate_generator
+
+    def evaluate_generator(*args: object, budget_minutes: float | None = None) -> dict:
+        budgets.append(budget_minutes)
+        return real_evaluate(*args, budget_minutes=budget_minutes)
+
+    monkeypatch.setattr(cli_evaluate, "evaluate_generator", evaluate_generator)
+    cache = f"eval.cache_dir={tmp_path / 'reference_stats'}"
+    run_eval(monkeypatch, tmp_path / "eval", f"checkpoint={train_dir}", "eval.num_samples=8", cache, *SMALL_KID)
+    assert budgets == [3.0]

@@ -29,7 +29,9 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, device: torch.device) ->
     generator, train_cfg = load_generator(Path(cfg.checkpoint), device)
     check_eval_options(cfg.eval, train_cfg.dataset)  # before the dataset build
     dataset = run_dataset(train_cfg)
-    metrics = evaluate_generator(generator, dataset, cfg.eval, run_dir, device, cfg.seed)
+    # The run's time budget sizes the mask check's U-Net on a CPU, as at the end of the run.
+    budget_minutes = train_cfg.trainer.max_minutes
+    metrics = evaluate_generator(generator, dataset, cfg.eval, run_dir, device, cfg.seed, budget_minutes=budget_minutes)
     return {"checkpoint": cfg.checkpoint, **metrics}
 
 
