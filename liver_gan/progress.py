@@ -68,18 +68,28 @@ class PhaseProgress:
     """``total`` units of work called ``description``: a bar on a terminal, else timed log lines.
 
     ``initial`` units are already done (a resumed run); rates and the ETA count only this session's.
+    ``eta=False`` for units of unequal cost (the metrics of an evaluation: the first pays for the
+    Inception passes the others reuse), where the pace of the first would mislead: no ETA is shown.
     """
 
-    def __init__(self, description: str, total: int, unit: str, initial: int = 0) -> None:
+    def __init__(self, description: str, total: int, unit: str, initial: int = 0, eta: bool = True) -> None:
         self.description = description
         self.total = total
         self.unit = unit
         self.done = initial
         self.initial = initial
+        self.eta = eta
         self.start = self.last_tick = time.perf_counter()
         self.ticking = not on_terminal()
+        bar_format = None if eta else "{desc}: {n_fmt}/{total_fmt} {unit} [{elapsed}]"
         self.bar = tqdm(
-            total=total, initial=initial, desc=description, unit=unit, dynamic_ncols=True, disable=self.ticking
+            total=total,
+            initial=initial,
+            desc=description,
+            unit=unit,
+            dynamic_ncols=True,
+            disable=self.ticking,
+            bar_format=bar_format,
         )
         if self.ticking:
             log.info("%s: %d %s to go", description, total - initial, unit)
@@ -98,15 +108,13 @@ class PhaseProgress:
         log.info("%s: %s", self.description, self.status())
 
     def status(self) -> str:
-        """``640/2048 (31%)  12.1 images/s  elapsed 53s  ETA 1m56s``."""
+        """``640/2048 (31%)  12.1 images/s  elapsed 53s  ETA 1m56s`` (no ETA with ``eta=False``)."""
         elapsed = time.perf_counter() - self.start
         rate = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
         eta = format_duration((self.total - self.done) / rate) if rate > 0 else "?"
         share = self.done / self.total if self.total else 1.0
-        return (
-            f"{self.done}/{self.total} ({share:.0%})  {rate:.3g} {self.unit}/s  "
-            f"elapsed {format_duration(elapsed)}  ETA {eta}"
-        )
+        status = f"{self.done}/{self.total} ({share:.0%})  {rate:.3g} {self.unit}/s  elapsed {format_duration(elapsed)}"
+        return f"{status}  ETA {eta}" if self.eta else status
 
     def close(self) -> None:
         self.bar.close()

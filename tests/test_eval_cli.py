@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Callable
@@ -51,8 +52,12 @@ def test_two_folders_give_a_table_and_eval_json(
     assert result["num_real"] == 12 and result["num_fake"] == 10
     assert result["fid"] > 0 and result["kid_std"] >= 0
     assert result["real"] == str(real) and result["feature_extractor"]["weights"] == "pooled.pth"
-    table = capsys.readouterr().out
-    assert "overall" in table and f"{result['fid']:.3f}" in table
+    table = capsys.readouterr().out.splitlines()
+    # Everything it measured, precision and recall included (issue 26: they were computed, not shown).
+    for name, value in [("FID", result["fid"]), ("precision", result["precision"]), ("recall", result["recall"])]:
+        assert f"  {name:<10} {value:.4g}" in table
+    assert f"  KID        {result['kid_mean']:.4g} ± {result['kid_std']:.2g}" in table
+    assert f"  measured on 10 images of {fake} and 12 of {real}" in table
     # Two folders allow the metrics that compare two sets of features; the rest need a training set.
     assert result["metrics"] == ["fid", "kid", "precision_recall"] and 0 <= result["precision"] <= 1
     assert "diversity_ms_ssim" not in result and "memorisation_closest_pairs" not in result
@@ -117,7 +122,9 @@ def test_a_checkpoint_is_measured_against_its_rebuilt_dataset(
     assert len(list((tmp_path / "eval" / "fid_images" / "real").glob("*.png"))) == result["num_real"]
     assert any(path.is_dir() for path in (tmp_path / "reference_stats").iterdir())
     table = capsys.readouterr().out
-    assert "healthy" in table and "tumor" in table
+    for name, row in result["per_class"].items():  # each class's FID and image counts, in the table
+        fid = "-" if row["fid"] is None else f"{row['fid']:.4g}"
+        assert re.search(rf"^    {name}\s+{re.escape(fid)}\s.*\s{row['num_real']}\s+{row['num_fake']}$", table, re.M)
 
 
 @pytest.mark.parametrize("overrides", [[], ["real=a"], ["checkpoint=x", "real=a", "fake=b"]])
@@ -149,3 +156,25 @@ def test_offline_without_weights_exits_2_saying_where_to_put_the_file(
     assert str(tmp_path / "empty_torch_home" / "hub" / "checkpoints" / FID_WEIGHTS_NAME) in error
     assert "eval.inception_weights=PATH" in error
     assert not (tmp_path / "eval" / "eval.json").exists()
+
+
+def test_a_checkpoint_is_evaluated_with_its_runs_time_budget(
+    pooled_pixels: None,
+    compose_config: Callable[..., DictConfig],
+    tiny_phantom: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """trainer.max_minutes sizes the mask check's U-Net on a CPU, in liver-gan-eval as at the run's end."""
+    train_dir = save_tiny_checkpoint(compose_config, tmp_path / "train", tiny_phantom + ["trainer.max_minutes=3"])
+    budgets = []
+    real_evaluate = cli_evaluate.evaluate_generator
+
+    def evaluate_generator(*args: object, budget_minutes: float | None = None) -> dict:
+        budgets.append(budget_minutes)
+        return real_evaluate(*args, budget_minutes=budget_minutes)
+
+    monkeypatch.setattr(cli_evaluate, "evaluate_generator", evaluate_generator)
+    cache = f"eval.cache_dir={tmp_path / 'reference_stats'}"
+    run_eval(monkeypatch, tmp_path / "eval", f"checkpoint={train_dir}", "eval.num_samples=8", cache, *SMALL_KID)
+    assert budgets == [3.0]

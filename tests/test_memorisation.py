@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -16,7 +17,7 @@ from liver_gan.errors import LiverGanError
 from liver_gan.images import CAPTION_HEIGHT
 from liver_gan.metrics import memorisation, registry
 from liver_gan.metrics.context import EvaluationContext, RealImages
-from liver_gan.metrics.inception import FeatureExtractor
+from liver_gan.metrics.inception import FID_WEIGHTS_NAME, FeatureExtractor, load_feature_extractor
 from liver_gan.metrics.memorisation import (
     CLOSEST_PAIRS_FILE,
     memorisation_report,
@@ -29,7 +30,7 @@ from liver_gan.metrics.memorisation import (
 )
 from liver_gan.metrics.registry import compute_metrics, selected_metrics
 from allocations import LargestAllocation
-from test_fid import PooledPixels, slice_set
+from test_fid import PooledPixels, blobs, slice_set
 
 RESOLUTION = 32
 PLANTED = [3, 17, 28]  # training slices copied into the generated set
@@ -84,6 +85,64 @@ def test_a_clean_generator_is_not_flagged(sets: dict) -> None:
     )
     assert report["memorisation_pixel_fraction_closer_than_val"] < 0.5
     assert report["memorisation_pixel_fake_to_train_min"] > 0.3
+
+
+# --- the verdict: copies, not blur -----------------------------------------------------------
+
+
+def blurred_mean(images: torch.Tensor, count: int) -> torch.Tensor:
+    """What a collapsed generator draws: the training slices' mean, blurred, ``count`` times."""
+    mean = images.mean(dim=0, keepdim=True)
+    return torchvision.transforms.functional.gaussian_blur(mean, kernel_size=9, sigma=3.0).expand(count, -1, -1, -1)
+
+
+@pytest.fixture(scope="module")
+def blob_features(isolated_torch_home: Path) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
+    """CT-like blobs with their Inception features: 32 training and 16 validation slices, 16 noisy
+    copies of training slices and 16 blurred means."""
+    weights = isolated_torch_home / "hub" / "checkpoints" / FID_WEIGHTS_NAME
+    if not weights.exists():
+        pytest.skip(f"no offline copy of {FID_WEIGHTS_NAME} in $TORCH_HOME or ../shared/fid/")
+    extractor = load_feature_extractor(str(weights), "cpu")
+    train, val = blobs(32, seed=11), blobs(16, seed=12)
+    noise = 0.02 * torch.randn(16, *train.shape[1:], generator=torch.Generator().manual_seed(13))
+    images = {"train": train, "val": val, "copies": (train[:16] + noise).clamp(-1, 1), "blur": blurred_mean(train, 16)}
+    return {name: (batch, extractor.features(batch, 80)) for name, batch in images.items()}
+
+
+def verdict_of(fakes: str, splits: dict[str, tuple[torch.Tensor, np.ndarray]]) -> dict:
+    (train, train_features), (val, val_features) = splits["train"], splits["val"]
+    fake_images, fake_features = splits[fakes]
+    return memorisation_report(fake_images, train, val, fake_features, train_features, val_features)
+
+
+def test_training_slices_plus_noise_are_flagged_as_copies(blob_features: dict) -> None:
+    report = verdict_of("copies", blob_features)
+    assert report["memorisation_copying"] is True
+    assert report["memorisation_feature_copy_z"] < memorisation.COPYING_Z
+    assert report["memorisation_feature_closer_than_val_p"] < memorisation.COPYING_P
+
+
+def test_a_blurred_mean_image_is_not_flagged(blob_features: dict) -> None:
+    report = verdict_of("blur", blob_features)
+    assert report["memorisation_copying"] is False
+    assert report["memorisation_feature_copy_z"] > 0  # farther from the training set than unseen slices
+    assert report["memorisation_feature_fraction_closer_than_val"] == 0.0
+
+
+def test_copies_among_novel_samples_are_flagged_by_their_count() -> None:
+    """150 of 1050 fakes at distance 0 move Z_U too little, but so many fakes closer than every one
+    of 64 validation slices is past chance; the same fakes without the copies are not flagged."""
+    rng = np.random.default_rng(0)
+    val_to_train = torch.from_numpy(rng.uniform(1, 2, size=64))
+    novel = torch.from_numpy(rng.uniform(1, 2, size=900))
+    copied = torch.cat([torch.zeros(150, dtype=torch.float64), novel])
+    with_copies = memorisation.copying_verdict(copied, val_to_train)
+    without = memorisation.copying_verdict(novel, val_to_train)
+    assert with_copies["memorisation_feature_copy_z"] > memorisation.COPYING_Z
+    assert with_copies["memorisation_copying"] is True
+    assert without["memorisation_copying"] is False
+    assert without["memorisation_feature_closer_than_val_p"] > 0.01
 
 
 def test_reject_memorised_drops_the_copies_and_keeps_the_order(sets: dict) -> None:
@@ -147,7 +206,9 @@ def test_fidelity_metrics_give_flat_keys_in_range(sets: dict, tmp_path: Path) ->
     assert report["memorisation_pixel_fraction_closer_than_val"] == pytest.approx(3 / 13)
     assert (tmp_path / CLOSEST_PAIRS_FILE).is_file()
     assert report["memorisation_closest_pairs"] == CLOSEST_PAIRS_FILE
-    assert all(isinstance(value, float) for key, value in report.items() if key != "memorisation_closest_pairs")
+    flat = {key: value for key, value in report.items() if key not in ("memorisation_closest_pairs", "memorisation_copying")}
+    assert all(isinstance(value, float) for value in flat.values())
+    assert isinstance(report["memorisation_copying"], bool)
 
 
 def test_without_validation_slices_the_baseline_is_none(sets: dict) -> None:
@@ -157,6 +218,7 @@ def test_without_validation_slices_the_baseline_is_none(sets: dict) -> None:
     )
     assert report["memorisation_pixel_fraction_closer_than_val"] is None
     assert report["memorisation_feature_val_to_train_min"] is None
+    assert report["memorisation_copying"] is None and report["memorisation_feature_copy_z"] is None
     assert report["memorisation_pixel_fake_to_train_min"] < 1e-6
 
 

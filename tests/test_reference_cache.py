@@ -18,6 +18,7 @@ from liver_gan.metrics.evaluate import evaluate_generator
 from liver_gan.metrics.fid import feature_statistics
 from liver_gan.metrics.inception import FEATURE_PRECISION, FeatureExtractor
 from liver_gan.metrics.reference import ReferenceKey, pixels_sha256, reference_statistics
+from liver_gan.metrics.slice_features import STORE_DIR, cached_slice_features, preprocessing_key
 from test_fid import PooledPixels, eval_config, tiny_generator, two_class_dataset
 
 
@@ -73,7 +74,7 @@ def test_entries_are_keyed_by_the_device_and_arithmetic_inception_ran_with(
     monkeypatch.setattr(evaluate, "load_feature_extractor", lambda weights, device: extractor)
     cfg = eval_config(tmp_path, 8, 8, metrics=["fid"])
     evaluate_generator(tiny_generator(False), two_class_dataset(), cfg, tmp_path, "cpu", seed=0)
-    (entry,) = [path for path in (tmp_path / "reference_stats").iterdir() if path.is_dir()]
+    (entry,) = [path for path in (tmp_path / "reference_stats").iterdir() if path.is_dir() and path.name != STORE_DIR]
     key = json.loads((entry / "key.json").read_text())
     assert (key["device_type"], key["precision"]) == ("cpu", FEATURE_PRECISION)
 
@@ -157,3 +158,71 @@ def test_concurrent_jobs_compute_an_entry_once(tmp_path: Path) -> None:
         job.join(timeout=60)
     assert [job.exitcode for job in jobs] == [0, 0]
     assert len(list(markers.iterdir())) == 1
+
+
+# --- features per real slice: a new set of the same slices runs no Inception pass over them -------
+
+
+def counted_evaluation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path, **options: object
+) -> tuple[dict, list[int]]:
+    """One FID evaluation of the two-class blobs with eval.cache_dir=cache, and the batch sizes the
+    Inception stand-in's forward calls saw."""
+    extractor = CountingExtractor()
+    forwards: list[int] = []
+    extractor.model.register_forward_hook(lambda module, inputs, output: forwards.append(len(inputs[0])))
+    monkeypatch.setattr(evaluate, "load_feature_extractor", lambda weights, device: extractor)
+    cfg = eval_config(tmp_path, 8, **{"max_real": 24, "metrics": ["fid"], **options})
+    cfg.cache_dir = str(cache)
+    torch.manual_seed(0)  # the same generator every time
+    metrics = evaluate_generator(tiny_generator(False), two_class_dataset(), cfg, tmp_path, "cpu", seed=0)
+    return metrics, forwards
+
+
+@pytest.mark.parametrize(
+    "second",
+    [{"max_real": 12}, {"real_pool": "val"}, {"real_pool": "both"}],
+    ids=["a subset", "another pool", "both pools"],
+)
+def test_a_new_set_of_already_embedded_slices_runs_no_inception_pass_over_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, second: dict
+) -> None:
+    cache = tmp_path / "reference_stats"
+    for pool in ("train", "val"):  # every real slice embedded once, as two reference entries
+        counted_evaluation(tmp_path, monkeypatch, cache, real_pool=pool)
+    metrics, forwards = counted_evaluation(tmp_path, monkeypatch, cache, **second)
+    assert sum(forwards) == 8  # the generated images only: a new reference entry, no real slice embedded
+    fresh, fresh_forwards = counted_evaluation(tmp_path, monkeypatch, tmp_path / "fresh", **second)
+    assert sum(fresh_forwards) == 8 + metrics["num_real"]
+    assert metrics == fresh  # the stored features are the ones a fresh pass computes
+
+
+def test_a_damaged_slice_feature_shard_is_refused_and_its_slices_embedded_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "reference_stats"
+    first, _ = counted_evaluation(tmp_path, monkeypatch, cache)
+    (store,) = (cache / STORE_DIR).iterdir()
+    (shard,) = [path for path in store.iterdir() if path.is_dir()]
+    features = shard / "features.npy"
+    data = bytearray(features.read_bytes())
+    data[-1] ^= 0xFF  # one flipped bit pattern in the last feature: the file still loads
+    features.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        second, forwards = counted_evaluation(tmp_path, monkeypatch, cache, max_real=12)
+    assert f"slice features {shard} are damaged" in caplog.text
+    assert sum(forwards) == 8 + 12  # the damaged shard's slices embedded again, not read
+    assert second["fid"] == counted_evaluation(tmp_path, monkeypatch, tmp_path / "fresh", max_real=12)[0]["fid"]
+
+
+def test_slice_features_are_keyed_by_the_weights_and_the_device(tmp_path: Path) -> None:
+    extractor = CountingExtractor()
+    images = two_class_dataset().train.images
+    cached_slice_features(images, extractor, 8, tmp_path, "real slices")
+    other = CountingExtractor()
+    other.weights_sha256 = "9" * 64
+    cached_slice_features(images, other, 8, tmp_path, "real slices")
+    assert other.passes == [len(images)]
+    on_gpu = CountingExtractor()
+    on_gpu.device = torch.device("cuda")
+    assert preprocessing_key(on_gpu).digest() != preprocessing_key(extractor).digest()

@@ -17,7 +17,8 @@ from omegaconf import DictConfig
 from liver_gan.cli.config_tree import print_config_tree, wants_config_tree
 from liver_gan.progress import DEFAULT_TICK_SECONDS, format_duration, progress, set_tick_seconds
 from liver_gan.training.loop import train
-from liver_gan.training.progress import TrainingTicks, result_lines
+from liver_gan.metrics.registry import Metric, compute_metrics
+from liver_gan.training.progress import TrainingTicks, epochs_text, result_lines, steps_text
 
 
 def test_the_config_tree_shows_every_group_and_value(
@@ -172,26 +173,84 @@ def test_the_run_ends_with_its_result_and_where_to_look(
     assert last_grid.is_file()
 
 
-def test_the_result_table_shows_the_headline_metrics_and_the_memorisation_flag(tmp_path: Path) -> None:
+def test_the_result_table_shows_the_headline_metrics_and_the_memorisation_verdict(tmp_path: Path) -> None:
     metrics = {
         "status": "completed", "steps": 600, "epochs": 200, "train_seconds": 130.2, "num_real": 161, "num_fake": 322,
-        "fid": 123.456, "kid_mean": 0.0421, "kid_std": 0.0033, "precision": 0.5, "recall": 0.25,
-        "memorisation_pixel_fraction_closer_than_val": 0.0, "memorisation_feature_fraction_closer_than_val": 0.0125,
+        "real_pool": "train", "fid": 123.456, "kid_mean": 0.0421, "kid_std": 0.0033, "precision": 0.5, "recall": 0.25,
+        "memorisation_pixel_fraction_closer_than_val": 0.066, "memorisation_feature_fraction_closer_than_val": 0.0,
+        "memorisation_feature_copy_z": 4.2, "memorisation_feature_closer_than_val_p": 1.0,
+        "memorisation_copying": False, "memorisation_closest_pairs": "memorisation_closest_pairs.png",
     }
-    lines = result_lines(metrics, tmp_path, None)
-    assert lines[:7] == [
+    lines = result_lines(metrics, tmp_path, None, steps_per_epoch=3)
+    assert lines[:8] == [
         "result: completed after 600 steps (200 epochs, 2m10s of training)",
         "  FID        123.5",
         "  KID        0.0421 ± 0.0033",
         "  precision  0.5",
         "  recall     0.25",
-        "  memorised  YES, look at memorisation_closest_pairs.png "
-        "(fakes nearer a training slice than any validation slice: pixel 0.0%, feature 1.2%)",
-        "  measured on 322 generated and 161 real slices",
+        "  memorised  no evidence of copying (Inception features: Z_U +4.20, copying below -3; "
+        "0.0% of fakes nearer a training slice than any validation slice, chance p 1)",
+        "             pixel detail: 6.6% nearer a training slice than any validation slice "
+        "(pixel distance favours blur, not a verdict)",
+        "  measured on 322 generated and 161 real slices (train pool)",
     ]
-    metrics["memorisation_feature_fraction_closer_than_val"] = 0.0
-    assert result_lines(metrics, tmp_path, None)[5].startswith("  memorised  no (")
+    metrics |= {"memorisation_copying": True, "memorisation_feature_copy_z": -5.6}
+    assert result_lines(metrics, tmp_path, None, 3)[5].startswith(
+        "  memorised  YES, copies likely: look at memorisation_closest_pairs.png (Inception features: Z_U -5.60"
+    )
     assert lines[-1] == "last samples: none written"
+
+
+@pytest.mark.parametrize(
+    ("steps", "steps_per_epoch", "text"),
+    [(10, 25, "0.4 epochs"), (2, 2, "1 epoch"), (5, 2, "2.5 epochs"), (2, 3, "0.66 epochs"), (0, 4, "0 epochs"),
+     (600, 3, "200 epochs")],
+)
+def test_epochs_read_with_their_fraction_and_one_epoch_is_singular(steps: int, steps_per_epoch: int, text: str) -> None:
+    assert epochs_text(steps, steps_per_epoch) == text
+
+
+def test_one_step_is_singular(tmp_path: Path) -> None:
+    """debug=smoke on its phantom announced "5 epochs of 1 steps"."""
+    assert [steps_text(1), steps_text(5)] == ["1 step", "5 steps"]
+    metrics = {"status": "completed", "steps": 1, "train_seconds": 1.0}
+    assert result_lines(metrics, tmp_path, None, steps_per_epoch=1)[0] == "result: completed after 1 step (1 epoch, 1s of training)"
+
+
+def test_a_run_stopped_mid_epoch_states_the_same_fraction_when_it_starts_and_ends(
+    run_training: Callable[..., dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 26: "3 epochs of 2 steps" announced, then "5 steps (2 epochs)" reported."""
+    metrics = run_training("trainer.tick_seconds=3600", "trainer.epochs=20", "trainer.max_steps=3")
+    (plan,) = [line for line in progress_lines(caplog, "liver_gan.training.loop") if line.startswith("training ")]
+    steps_per_epoch = int(re.search(r"of (\d+) steps\)$", plan).group(1))
+    assert steps_per_epoch > 3  # the tiny phantom's epoch is longer than the run
+    epochs = epochs_text(3, steps_per_epoch)
+    assert re.match(r"0\.\d+ epochs$", epochs)
+    assert plan.endswith(f": 3 steps ({epochs} of {steps_per_epoch} steps)")
+    (result,) = [line for line in progress_lines(caplog, "liver_gan.training.progress") if line.startswith("result: ")]
+    assert result.startswith(f"result: completed after {metrics['steps']} steps ({epochs}, ")
+
+
+def test_the_metrics_phase_gives_each_metrics_time_and_no_eta_from_the_first(
+    caplog: pytest.LogCaptureFixture, tick_seconds: Callable[[float], None]
+) -> None:
+    """Issue 26: an ETA of 10m27s from the first (Inception-paying) metric, for a phase that took 31 s."""
+    tick_seconds(0)
+    caplog.set_level(logging.INFO)
+
+    def slow(context: object) -> dict:
+        time.sleep(0.3)
+        return {"slow": 1.0}
+
+    metrics = [Metric("slow", slow, ("slow",), False), Metric("fast", lambda context: {"fast": 2.0}, ("fast",), False)]
+    assert compute_metrics(metrics, context=None) == {"slow": 1.0, "fast": 2.0}
+    phase = progress_lines(caplog, "liver_gan.progress")
+    assert phase[0] == "metrics: 2 metrics to go" and len(phase) == 3
+    assert "ETA" not in phase[1] and re.fullmatch(r"1/2 \(50%\)  \S+ metrics/s  elapsed \d+s", phase[1].split(": ", 1)[1])
+    timings = progress_lines(caplog, "liver_gan.metrics.registry")
+    assert timings[0] == "computing slow (1/2)" and timings[2] == "computing fast (2/2)"
+    assert re.fullmatch(r"slow: done in \d+s", timings[1]) and re.fullmatch(r"fast: done in \d+s", timings[3])
 
 
 @pytest.mark.slow

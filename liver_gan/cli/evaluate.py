@@ -21,6 +21,7 @@ from liver_gan.cli import report_user_errors, run_hydra_app
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.evaluate import check_eval_options, evaluate_folders, evaluate_generator
+from liver_gan.metrics.summary import metric_lines
 from liver_gan.runs import load_generator, run_dataset
 
 
@@ -28,19 +29,15 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, device: torch.device) ->
     generator, train_cfg = load_generator(Path(cfg.checkpoint), device)
     check_eval_options(cfg.eval, train_cfg.dataset)  # before the dataset build
     dataset = run_dataset(train_cfg)
-    metrics = evaluate_generator(generator, dataset, cfg.eval, run_dir, device, cfg.seed)
+    # The run's time budget sizes the mask check's U-Net on a CPU, as at the end of the run.
+    budget_minutes = train_cfg.trainer.max_minutes
+    metrics = evaluate_generator(generator, dataset, cfg.eval, run_dir, device, cfg.seed, budget_minutes=budget_minutes)
     return {"checkpoint": cfg.checkpoint, **metrics}
 
 
 def format_metrics_table(metrics: dict[str, Any]) -> str:
-    """One row overall and one per class: FID, KID mean ± std (- where not measured), image counts."""
-    rows = [("overall", metrics)] + list(metrics.get("per_class", {}).items())
-    lines = [f"{'':<10} {'FID':>10} {'KID (mean ± std)':>24} {'real':>6} {'fake':>6}"]
-    for name, row in rows:
-        fid = "-" if row.get("fid") is None else f"{row['fid']:.3f}"
-        kid = "-" if row.get("kid_mean") is None else f"{row['kid_mean']:.5f} ± {row['kid_std']:.5f}"
-        lines.append(f"{name:<10} {fid:>10} {kid:>24} {row['num_real']:>6} {row['num_fake']:>6}")
-    return "\n".join(lines)
+    """Every metric measured, grouped as at the end of a training run (liver_gan/metrics/summary.py)."""
+    return "\n".join(metric_lines(metrics))
 
 
 @report_user_errors

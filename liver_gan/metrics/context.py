@@ -4,7 +4,8 @@ The generated images and their Inception features are computed up front: every m
 Real images are chosen per pool (up to ``eval.max_real`` of ``train``, ``val`` or ``both``) and
 their features computed, or read from the reference-statistics cache, on first use: a selection
 such as ``eval.metrics=[fid]`` costs no Inception pass over the validation slices that only the
-memorisation check compares with.
+memorisation check compares with.  A new set of reals embeds only the slices no earlier set held
+(liver_gan/metrics/slice_features.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from liver_gan.errors import LiverGanError
 from liver_gan.metrics.inception import FeatureExtractor
 from liver_gan.metrics.masks import MaskInputs
 from liver_gan.metrics.reference import ReferenceKey, pixels_sha256, reference_statistics
+from liver_gan.metrics.slice_features import cached_slice_features
 
 # Fixed, not the run's seed: every run on the same data meets the same reals and shares the cache.
 REAL_SELECTION_SEED = 0
@@ -75,6 +77,7 @@ class EvaluationContext:
     # With dataset.masks=true, the generated and real slices with their mask channels (the fields
     # above hold the CT channel only); None otherwise.
     masks: MaskInputs | None = None
+    budget_minutes: float | None = None  # the run's trainer.max_minutes: what CPU-sized checks scale to
 
     def real(self, pool: RealPool | None = None) -> RealImages:
         """The real images of ``pool`` (``eval.real_pool`` by default), the fakes' comparison set."""
@@ -104,7 +107,10 @@ def dataset_reals(
     )
 
     def compute_features() -> np.ndarray:
-        compute = functools.partial(extractor.features, images, options.batch_size, f"real {pool.value} slices")
+        what = f"real {pool.value} slices"
+        compute = functools.partial(
+            cached_slice_features, images, extractor, options.batch_size, options.cache_dir, what
+        )
         return reference_statistics(key, Path(options.cache_dir), compute).features
 
     return RealImages(len(images), compute_features, images, labels)

@@ -46,6 +46,7 @@ def evaluate_generator(
     device: torch.device | str,
     seed: int,
     world: World = SINGLE_PROCESS,
+    budget_minutes: float | None = None,
 ) -> dict[str, Any] | None:
     """The metrics.json fields: ``metrics`` (the names computed), num_real, num_fake, real_pool,
     feature_extractor and each selected metric's keys, with ``per_class`` rows for a conditional generator,
@@ -55,7 +56,8 @@ def evaluate_generator(
     samples, and rank 0 gathers them and computes the metrics; the other ranks get None.
 
     Slices with mask channels (``dataset.masks=true``) are compared by their CT channel only; the
-    metrics that check masks are left out for slices without them.
+    metrics that check masks are left out for slices without them.  ``budget_minutes``, the run's
+    ``trainer.max_minutes``, sizes the mask check's U-Net on a CPU (liver_gan/metrics/masks.py).
     """
     check_eval_options(cfg)
     with_masks = has_masks(dataset.train.images)
@@ -89,6 +91,7 @@ def evaluate_generator(
         dataset=dataset,
         reals={real_pool: real},
         masks=masks,
+        budget_minutes=budget_minutes,
     )
     return {**report(metrics, context, real_pool=real_pool.value), **sampling_settings(generator)}
 

@@ -47,6 +47,11 @@ FID_WEIGHTS_NAME = os.path.basename(FID_WEIGHTS_URL)
 POOL3_BLOCK = InceptionV3.BLOCK_INDEX_BY_DIM[2048]
 # The arithmetic features are computed in; part of the reference-statistics cache key.
 FEATURE_PRECISION = "float32, BatchNorm folded, channels-last"
+# What an image goes through before the network, as pytorch-fid's CLI does it (see pixel_features);
+# part of the per-slice feature cache's key (liver_gan/metrics/slice_features.py).
+FEATURE_PREPROCESSING = (
+    "8-bit levels / 255, gray repeated to RGB, pytorch-fid's bilinear resize to 299 and [-1, 1] scaling"
+)
 
 
 class FIDWeightsUnavailable(LiverGanError):

@@ -13,14 +13,20 @@ real training slices' own value:
 
 A sample's class is its conditioning label, or for an unconditional model the class of
 ``dataset.subset`` (none for ``all``: the shares are then null).
+
+On a CPU the U-Net is sized to the run's time budget: a run with ``trainer.max_minutes=M`` trains it
+for ``eval.segmenter.epochs * M / CPU_FULL_SEGMENTER_MINUTES`` epochs (at least 1, at most
+``eval.segmenter.epochs``), so that a 3-minute run is not followed by a much longer check.  The
+epochs it trained are ``mask_segmenter_epochs``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from liver_gan.data.dataset import SliceSet
@@ -39,7 +45,10 @@ MASK_KEYS = (
     "mask_tumor_area_real",
     *(f"mask_agreement_dice_{structure}" for structure in STRUCTURES),
     *(f"mask_agreement_dice_{structure}_real_val" for structure in STRUCTURES),
+    "mask_segmenter_epochs",
 )
+# The trainer.max_minutes at and above which a CPU run's check trains all of eval.segmenter.epochs.
+CPU_FULL_SEGMENTER_MINUTES = 30.0
 
 
 @dataclass(frozen=True)
@@ -74,8 +83,19 @@ def mean_areas(maps: Tensor) -> dict[str, float | None]:
     }
 
 
-def mask_report(inputs: MaskInputs, segmenter: DictConfig, device: torch.device, seed: int) -> dict[str, float | None]:
-    """Every key of :data:`MASK_KEYS`."""
+def segmenter_epochs(epochs: int, device: torch.device, budget_minutes: float | None) -> int:
+    """The U-Net's epochs for this check: ``epochs``, or on a CPU with a time budget, its share of it."""
+    if device.type != "cpu" or budget_minutes is None:
+        return epochs
+    return max(1, min(epochs, math.ceil(epochs * budget_minutes / CPU_FULL_SEGMENTER_MINUTES)))
+
+
+def mask_report(
+    inputs: MaskInputs, segmenter: DictConfig, device: torch.device, seed: int, budget_minutes: float | None = None
+) -> dict[str, float | int | None]:
+    """Every key of :data:`MASK_KEYS`; ``budget_minutes`` is the run's ``trainer.max_minutes``."""
+    epochs = segmenter_epochs(segmenter.epochs, torch.device(device), budget_minutes)
+    segmenter = OmegaConf.merge(segmenter, {"epochs": epochs})
     fake_maps, real_maps = label_maps(inputs.fake_images), label_maps(inputs.train.images)
     fake_shares = class_shares(fake_maps, inputs.fake_classes)
     real_shares = class_shares(real_maps, inputs.train.labels)
@@ -99,4 +119,5 @@ def mask_report(inputs: MaskInputs, segmenter: DictConfig, device: torch.device,
         "mask_tumor_area_real": real_areas["tumor"],
         **{f"mask_agreement_dice_{structure}": agreement[structure] for structure in STRUCTURES},
         **{f"mask_agreement_dice_{structure}_real_val": real_val[structure] for structure in STRUCTURES},
+        "mask_segmenter_epochs": epochs,
     }

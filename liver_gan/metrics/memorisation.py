@@ -4,7 +4,30 @@ For every generated sample we find its nearest training slice twice: in pixel sp
 feature space. Distances alone have no scale, so we compare them with a baseline that cannot be
 memorisation: the nearest training slice of every real validation slice (other patients, never seen
 in training). A generator that merely learned the distribution should sit about as far from the
-training set as unseen patients do.
+training set as unseen patients do; one that copies sits closer.
+
+The verdict (``memorisation_copying``) is taken in feature space only.  Pixel distance rewards blur:
+a blurred mean image lies near every slice without copying any, while Inception features of a blur
+are far from every sharp slice and those of a near-copy are near its original (Meehan et al., 2020,
+and Akbar et al., 2025, likewise measure distances in a learned embedding).  It rests
+on two tests of the held-out null hypothesis "the fakes lie as far from the training set as unseen
+validation slices do", both one-sided towards copying:
+
+- Meehan et al.'s data-copying statistic (AISTATS 2020, "A non-parametric test to detect
+  data-copying in generative models"), in its single-cell form ``Z_U``: the Mann-Whitney U
+  z-score of the fakes' nearest-training distances against the validation slices'.  Well below 0
+  means the fakes as a whole sit closer to the training set than unseen patients (copying); above 0,
+  farther (under-fitting: blur, artefacts).  Flagged below :data:`COPYING_Z`.
+- Copies among mostly novel samples move ``Z_U`` little, so also the count of fakes closer to a
+  training slice than every validation slice.  If fakes and validation slices were exchangeable, that
+  count would be beta-binomial (n fakes, a success chance of Beta(1, V) for V validation slices:
+  the chance of falling below the minimum of V draws); ``..._closer_than_val_p`` is its upper
+  tail, flagged below :data:`COPYING_P`.
+
+Adjacent validation slices of one patient are correlated, so both tests are somewhat liberal; the
+thresholds are set far out for that reason.  The ratio of nearest to second-nearest training
+distance is not used: adjacent slices of one patient are near-duplicates, so a copy's second
+neighbour is close too.  The pixel figures stay as detail, with the closest-pairs grid to look at.
 
 Definitions (the keys :func:`memorisation_report` returns):
 
@@ -16,6 +39,9 @@ Definitions (the keys :func:`memorisation_report` returns):
   strictly below the smallest nearest-training-slice distance of any validation slice, i.e. closer
   to a training slice than any unseen patient's slice is. We use the minimum rather than a low
   percentile so that the flag is conservative: a flagged sample beats every real validation slice.
+- ``memorisation_feature_copy_z`` and ``memorisation_feature_closer_than_val_p``: the two tests
+  above; ``memorisation_copying``: True when either is past its threshold.  All None without
+  validation slices (``dataset.val_fraction=0``).
 """
 
 from __future__ import annotations
@@ -26,6 +52,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from scipy import stats
 
 from liver_gan.data.masks import ct
 from liver_gan.errors import LiverGanError
@@ -39,6 +66,11 @@ CLOSEST_PAIRS_FILE = "memorisation_closest_pairs.png"
 CHUNK_BYTES = 64 * 2**20
 # Rows per chunk at most: bounds the (query chunk x reference chunk) distance matrix to 32 MiB.
 MAX_CHUNK_ROWS = 2048
+# Meehan et al.'s Z_U below this is copying: a one-sided p of about 0.0013 under the held-out null.
+COPYING_Z = -3.0
+# The chance of so many fakes closer than every validation slice, below which it is copying.
+COPYING_P = 0.001
+VERDICT_KEYS = ("memorisation_feature_copy_z", "memorisation_feature_closer_than_val_p", "memorisation_copying")
 
 
 def pixel_vectors(images: torch.Tensor) -> torch.Tensor:
@@ -127,7 +159,8 @@ def distance_quantiles(distances: torch.Tensor) -> dict[str, float]:
 def report_keys() -> tuple[str, ...]:
     """The keys :func:`memorisation_report` returns, for both spaces."""
     parts = [f"{side}_to_train_{quantile}" for side in ("fake", "val") for quantile in QUANTILES]
-    return tuple(f"memorisation_{space}_{part}" for space in SPACES for part in [*parts, "fraction_closer_than_val"])
+    per_space = [f"memorisation_{space}_{part}" for space in SPACES for part in [*parts, "fraction_closer_than_val"]]
+    return (*per_space, *VERDICT_KEYS)
 
 
 def compare_with_baseline(
@@ -150,6 +183,35 @@ def compare_with_baseline(
     return report
 
 
+def copy_z_score(fake_to_train: torch.Tensor, val_to_train: torch.Tensor) -> float:
+    """Meehan et al.'s Z_U over one cell: the Mann-Whitney z-score of the fakes' distances against the
+    validation slices' (negative: the fakes are the closer ones)."""
+    fakes, vals = len(fake_to_train), len(val_to_train)
+    ranks = stats.rankdata(np.concatenate([fake_to_train.numpy(), val_to_train.numpy()]))
+    u_statistic = ranks[:fakes].sum() - fakes * (fakes + 1) / 2  # pairs (fake, val) with the fake farther
+    spread = math.sqrt(fakes * vals * (fakes + vals + 1) / 12)
+    return float((u_statistic - fakes * vals / 2) / spread)
+
+
+def closer_than_val_p(fake_to_train: torch.Tensor, val_to_train: torch.Tensor) -> float:
+    """The chance, were fakes and validation slices exchangeable, of at least this many fakes lying
+    closer to the training set than every validation slice: the beta-binomial (n, 1, V) upper tail."""
+    closer = int((fake_to_train < val_to_train.min()).sum())
+    return float(stats.betabinom(len(fake_to_train), 1, len(val_to_train)).sf(closer - 1))
+
+
+def copying_verdict(fake_to_train: torch.Tensor, val_to_train: torch.Tensor) -> dict[str, float | bool | None]:
+    """The :data:`VERDICT_KEYS` of feature-space distances; None without validation slices."""
+    if len(val_to_train) == 0 or len(fake_to_train) == 0:
+        return dict.fromkeys(VERDICT_KEYS)
+    z_score, p_value = copy_z_score(fake_to_train, val_to_train), closer_than_val_p(fake_to_train, val_to_train)
+    return {
+        "memorisation_feature_copy_z": z_score,
+        "memorisation_feature_closer_than_val_p": p_value,
+        "memorisation_copying": z_score < COPYING_Z or p_value < COPYING_P,
+    }
+
+
 def memorisation_report(
     fake_images: torch.Tensor,
     train_images: torch.Tensor,
@@ -160,7 +222,8 @@ def memorisation_report(
     device: torch.device | str = "cpu",
     fake_nearest: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, float | None]:
-    """Pixel- and feature-space nearest-training-slice distances of the fakes vs the val baseline.
+    """Pixel- and feature-space nearest-training-slice distances of the fakes vs the val baseline,
+    and the feature-space copying verdict.
 
     ``train_features`` may be the features of a subset of the training slices (e.g. the cached FID
     reference pool); the pixel search always uses every training slice.  ``fake_nearest``, if given,
@@ -173,12 +236,10 @@ def memorisation_report(
         fake_nearest[0],
         nearest_training_slices(val_images, train_images, device)[0],
     )
-    report |= compare_with_baseline(
-        "feature",
-        nearest_training_features(fake_features, train_features, device),
-        nearest_training_features(val_features, train_features, device),
-    )
-    return report
+    fake_to_train = nearest_training_features(fake_features, train_features, device)
+    val_to_train = nearest_training_features(val_features, train_features, device)
+    report |= compare_with_baseline("feature", fake_to_train, val_to_train)
+    return report | copying_verdict(fake_to_train, val_to_train)
 
 
 def save_closest_pairs(

@@ -11,6 +11,7 @@ inputs from the context.  A conditional generator's FID and KID are also reporte
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -33,7 +34,7 @@ from liver_gan.metrics.memorisation import (
     save_closest_pairs,
 )
 from liver_gan.metrics.precision_recall import precision_recall
-from liver_gan.progress import PhaseProgress
+from liver_gan.progress import PhaseProgress, format_duration
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +102,14 @@ def check_optimized_metric(optimized_metric: str, metric_names: Sequence[str]) -
 def compute_metrics(metrics: Sequence[Metric], context: EvaluationContext) -> Results:
     """Every metric's keys; their per-class rows merged into one ``per_class``."""
     results: Results = {}
-    with PhaseProgress("metrics", len(metrics), "metrics") as shown:
-        for metric in metrics:
-            log.info("computing %s", metric.name)
+    # No ETA from the pace of the first metric: it pays for the Inception passes the others reuse.
+    # Each metric's own Inception passes show theirs, and its time is logged when it ends.
+    with PhaseProgress("metrics", len(metrics), "metrics", eta=False) as shown:
+        for number, metric in enumerate(metrics, start=1):
+            log.info("computing %s (%d/%d)", metric.name, number, len(metrics))
+            start = time.perf_counter()
             result = metric.compute(context)
+            log.info("%s: done in %s", metric.name, format_duration(time.perf_counter() - start))
             per_class = result.pop("per_class", {})
             results |= result
             for name, row in per_class.items():
@@ -237,4 +242,4 @@ def memorisation_scores(context: EvaluationContext) -> Results:
 @register_metric("masks", keys=MASK_KEYS, needs_dataset=True, needs_masks=True)
 def mask_scores(context: EvaluationContext) -> Results:
     """The mask checks of jointly generated slices (liver_gan/metrics/masks.py)."""
-    return mask_report(context.masks, context.options.segmenter, context.device, context.seed)
+    return mask_report(context.masks, context.options.segmenter, context.device, context.seed, context.budget_minutes)

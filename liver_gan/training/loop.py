@@ -79,7 +79,7 @@ from liver_gan.training.distributed import (
 )
 from liver_gan.training.ema import GeneratorEMA
 from liver_gan.training.family import Family, build_family, family_module
-from liver_gan.training.progress import TrainingTicks, log_result
+from liver_gan.training.progress import TrainingTicks, epochs_text, log_result, steps_text
 from liver_gan.training.run_dir import (
     hold_run_dir,
     refuse_fresh_start,
@@ -163,15 +163,15 @@ def _train(
         write_dataset_summary(dataset.summary, run_dir)
     total_steps = planned_steps(cfg, batches.steps_per_epoch)
     log.info(
-        "training %s on %d slices (dataset %s) on %s (world_size %d): %d steps, %d epochs of %d steps",
+        "training %s on %d slices (dataset %s) on %s (world_size %d): %s (%s of %s)",
         " + ".join(type(network).__name__ for network in family.networks().values()),
         len(dataset.train),
         dataset.key[:12],
         device,
         world.size,
-        total_steps,
-        math.ceil(total_steps / batches.steps_per_epoch),
-        batches.steps_per_epoch,
+        steps_text(total_steps),
+        epochs_text(total_steps, batches.steps_per_epoch),
+        steps_text(batches.steps_per_epoch),
     )
 
     failure: LiverGanError | None = None
@@ -185,7 +185,9 @@ def _train(
             stop_reason = fit(cfg, family, ema, dataset, batches, fixed, progress, board, run_dir, world)
             if cfg.eval.enabled:
                 generator = sampler(family, ema)
-                evaluation = evaluate_generator(generator, dataset, cfg.eval, run_dir, device, cfg.seed, world) or {}
+                evaluation = evaluate_generator(
+                    generator, dataset, cfg.eval, run_dir, device, cfg.seed, world, cfg.trainer.max_minutes
+                ) or {}
         except (TrainingDiverged, FIDWeightsUnavailable) as error:
             failure = error
         seconds = progress.train_seconds
@@ -205,7 +207,7 @@ def _train(
         board.config(cfg)
         board.hparams(cfg, metrics)
     if world.is_main:
-        log_result(metrics, run_dir, last_sample_grid(run_dir))
+        log_result(metrics, run_dir, last_sample_grid(run_dir), batches.steps_per_epoch)
     if failure is not None:
         raise failure
     return metrics

@@ -6,7 +6,7 @@ loop prints them; the lines also go to ``train.log``::
 
     tick 3  step 120/600  epoch 40/200  kimg 7.7  27.1 img/s  elapsed 1m05s  ETA 4m20s  peak RSS 1.20 GiB  loss/D 0.412 ...
 
-When it ends: a short table of the headline metrics and where to look (:func:`log_result`).
+When it ends: the outcome, every metric measured and where to look (:func:`log_result`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 import liver_gan.progress
 from liver_gan.device import device_clock
+from liver_gan.metrics.summary import metric_lines
 from liver_gan.progress import format_duration
 
 log = logging.getLogger(__name__)
@@ -112,40 +113,30 @@ class TrainingTicks:
         self.close()
 
 
-def format_metric(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+def steps_text(steps: int) -> str:
+    """``1 step``, ``5 steps``."""
+    return "1 step" if steps == 1 else f"{steps} steps"
 
 
-def memorisation_flag(metrics: Mapping[str, Any]) -> str | None:
-    """``no``, or ``YES`` when some fakes lie closer to a training slice than any validation slice
-    does (pixel or feature space), with both shares; None when the run did not check."""
-    fractions = {space: metrics.get(f"memorisation_{space}_fraction_closer_than_val") for space in ("pixel", "feature")}
-    if all(value is None for value in fractions.values()):
-        return None
-    flagged = any(fractions.values())
-    verdict = "YES, look at memorisation_closest_pairs.png" if flagged else "no"
-    shares = ", ".join(f"{space} {value:.1%}" for space, value in fractions.items() if value is not None)
-    return f"{verdict} (fakes nearer a training slice than any validation slice: {shares})"
+def epochs_text(steps: int, steps_per_epoch: int) -> str:
+    """How many epochs ``steps`` are, with the fraction of a partial one: ``1 epoch``, ``0.4 epochs``,
+    ``2.5 epochs`` (two decimals at most, never rounded up to a whole epoch that was not trained)."""
+    epochs = math.floor(100 * steps / steps_per_epoch) / 100
+    number = f"{epochs:.2f}".rstrip("0").rstrip(".")
+    return f"{number} epoch" if number == "1" else f"{number} epochs"
 
 
-def result_lines(metrics: Mapping[str, Any], run_dir: Path, last_grid: Path | None) -> list[str]:
-    """The run's outcome, its headline metrics and where to look: what :func:`log_result` logs."""
+def result_lines(metrics: Mapping[str, Any], run_dir: Path, last_grid: Path | None, steps_per_epoch: int) -> list[str]:
+    """The run's outcome, every metric it measured (grouped, see liver_gan/metrics/summary.py) and
+    where to look: what :func:`log_result` logs."""
     budget = "; stopped by trainer.max_minutes" if metrics.get("stop_reason") == "max_minutes" else ""
+    steps = metrics["steps"]
     lines = [
-        f"result: {metrics['status']} after {metrics['steps']} steps ({metrics['epochs']} epochs, "
+        f"result: {metrics['status']} after {steps_text(steps)} ({epochs_text(steps, steps_per_epoch)}, "
         f"{format_duration(metrics['train_seconds'])} of training{budget})"
     ]
     if "num_fake" in metrics:
-        kid = metrics.get("kid_mean")
-        rows = {
-            "FID": metrics.get("fid"),
-            "KID": None if kid is None else f"{kid:.4g} ± {metrics['kid_std']:.2g}",
-            "precision": metrics.get("precision"),
-            "recall": metrics.get("recall"),
-            "memorised": memorisation_flag(metrics),
-        }
-        lines += [f"  {name:<10} {format_metric(value)}" for name, value in rows.items() if value is not None]
-        lines.append(f"  measured on {metrics['num_fake']} generated and {metrics['num_real']} real slices")
+        lines += metric_lines(metrics)
     elif metrics["status"] == "completed":
         lines.append("  no evaluation (eval.enabled=false)")
     lines += [
@@ -156,7 +147,7 @@ def result_lines(metrics: Mapping[str, Any], run_dir: Path, last_grid: Path | No
     return lines
 
 
-def log_result(metrics: Mapping[str, Any], run_dir: Path, last_grid: Path | None) -> None:
+def log_result(metrics: Mapping[str, Any], run_dir: Path, last_grid: Path | None, steps_per_epoch: int) -> None:
     """The result table, on the console and in train.log (Hydra's file handler takes every record)."""
-    for line in result_lines(metrics, run_dir, last_grid):
+    for line in result_lines(metrics, run_dir, last_grid, steps_per_epoch):
         log.info("%s", line)
