@@ -8,7 +8,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from liver_gan.cli import report_user_errors, run_hydra_app
+from liver_gan.cli import report_user_errors, scripts
 from liver_gan.data.dataset import prepare_dataset
 from liver_gan.data.export import export_imagefolder
 from liver_gan.data.summary import format_summary_table, write_dataset_summary
@@ -31,4 +31,4 @@ def prepare(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    run_hydra_app(prepare, "prepare")
+    scripts.prepare()  # the console script: see liver_gan/cli/scripts.py

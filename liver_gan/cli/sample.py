@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from liver_gan.atomic import atomic_write
-from liver_gan.cli import report_user_errors, run_hydra_app
+from liver_gan.cli import report_user_errors, scripts
 from liver_gan.config import SampleFormat
 from liver_gan.data.labels import CLASS_NAMES
 from liver_gan.data.masks import ct, has_masks, label_maps
@@ -157,4 +157,4 @@ def sample(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    run_hydra_app(sample, "sample")
+    scripts.sample()  # the console script: see liver_gan/cli/scripts.py
