@@ -115,7 +115,7 @@ class DatasetConfig:
     layout: Layout = Layout.lits
     root: str = MISSING
     resolution: int = 64
-    subset: Subset = Subset.tumor  # all keeps the class label
+    subset: Subset = Subset.all  # every tool's default (tumor or healthy: one class); all keeps the class label
     window: HUWindow = field(default_factory=HUWindow)
     crop: Crop = Crop.none
     crop_margin: float = 0.15  # fraction of the liver bounding box added on each side

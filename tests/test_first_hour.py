@@ -4,7 +4,9 @@ mismatch named in one line."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +103,30 @@ def test_a_mismatched_torchvision_fails_help_in_one_line(tmp_path: Path) -> None
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "torchvision 0.1.0 is installed" in result.stderr
+
+
+REAL_CT = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-ct" / "totalsegmentator"
+
+
+@pytest.mark.parametrize("tool", ["prepare", "train"])
+def test_every_tool_defaults_to_the_same_subset(compose_config, tool: str) -> None:
+    assert compose_config([], config_name=tool, hydra=False).dataset.subset.value == "all"
+
+
+def test_prepare_on_the_real_healthy_ct_exports_what_it_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The TotalSegmentator scan has no tumor: prepare's default must keep its liver slices, as training does."""
+    if not REAL_CT.is_dir():
+        pytest.skip(f"no {REAL_CT}")
+    root = tmp_path / "ct"
+    shutil.copytree(REAL_CT, root)
+    run = tmp_path / "run"
+    args = ["dataset=lits", f"dataset.root={root}", f"dataset.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={run}"]
+    assert run_tool(scripts.prepare, [*args, "export=imagefolder", "dataset.num_workers=1"], monkeypatch) == 0
+    counts = json.loads((run / "dataset_summary.json").read_text())["counts"]
+    assert counts["train"]["healthy"] > 0
+    for split in ("train", "val"):
+        for name in ("healthy", "tumor"):
+            assert len(list((run / "imagefolder" / split / name).glob("*.png"))) == counts[split][name]
+    assert f"train/healthy {counts['train']['healthy']}," in capsys.readouterr().out
