@@ -56,16 +56,20 @@ def test_hydra_full_error_keeps_hydras_own_exception(monkeypatch: pytest.MonkeyP
 
 
 def test_help_imports_no_torch() -> None:
+    """Every Hydra tool's --help, one after another in a fresh interpreter: none imports torch or its task."""
+    tools = ["train", "prepare", "sample", "evaluate", "utility"]
     code = (
         "import sys\n"
         "from liver_gan.cli import scripts\n"
-        "sys.argv = ['liver-gan-sample', '--help']\n"
-        "try:\n    scripts.sample()\nexcept SystemExit:\n    pass\n"
-        "print('torch' in sys.modules, 'liver_gan.cli.sample' in sys.modules)\n"
+        f"for tool in {tools!r}:\n"
+        "    sys.argv = [tool, '--help']\n"
+        "    try:\n        getattr(scripts, tool)()\n    except SystemExit:\n        pass\n"
+        "print(sorted(name for name in sys.modules if name == 'torch' or name.startswith('liver_gan.cli.')))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
-    assert "liver-gan-sample: " in result.stdout
-    assert result.stdout.strip().splitlines()[-1] == "False False"
+    assert "liver-gan-sample: " in result.stdout and "liver-gan-utility: " in result.stdout
+    imported = result.stdout.strip().splitlines()[-1]
+    assert imported == "['liver_gan.cli.hydra_errors', 'liver_gan.cli.scripts', 'liver_gan.cli.torch_versions']"
 
 
 def test_a_single_run_refused_at_start_leaves_no_run_dir(
