@@ -56,8 +56,9 @@ def test_hydra_full_error_keeps_hydras_own_exception(monkeypatch: pytest.MonkeyP
 
 
 def test_help_imports_no_torch() -> None:
-    """Every Hydra tool's --help, one after another in a fresh interpreter: none imports torch or its task."""
-    tools = ["train", "prepare", "sample", "evaluate", "utility"]
+    """Every Hydra tool's --help (and liver-gan-summary's), one after another in a fresh interpreter:
+    none imports torch or a Hydra tool's task."""
+    tools = ["train", "prepare", "sample", "evaluate", "utility", "summary"]
     code = (
         "import sys\n"
         "from liver_gan.cli import scripts\n"
@@ -69,7 +70,7 @@ def test_help_imports_no_torch() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert "liver-gan-sample: " in result.stdout and "liver-gan-utility: " in result.stdout
     imported = result.stdout.strip().splitlines()[-1]
-    assert imported == "['liver_gan.cli.hydra_errors', 'liver_gan.cli.scripts', 'liver_gan.cli.torch_versions']"
+    assert imported == "['liver_gan.cli.hydra_errors', 'liver_gan.cli.scripts', 'liver_gan.cli.summary', 'liver_gan.cli.torch_versions']"
 
 
 def test_a_single_run_refused_at_start_leaves_no_run_dir(
