@@ -422,7 +422,7 @@ class SampleConfig:
     # The nnU-Net raw dataset folder written under out with format=nnunet (nnU-Net's DatasetXXX_Name form).
     nnunet_dataset: str = "Dataset900_LiverGanSynthetic"
     sample_steps: Optional[int] = None  # DDIM steps of a diffusion model (fewer: faster, coarser); None: the run's
-    # One image per seed instead of num_samples from seed: "0-63", "7" or '0-3,10' (quoted); a seed always gives one image.
+    # One image per seed instead of num_samples from seed: "0-63", "7" or '0-3,10' (quoted); seed s, the same image.
     seeds: Optional[str] = None
     truncation_psi: float = 1.0  # GANs, < 1: nearer-average images, less variety (StyleGAN2: in w; DCGAN, MLP: z)
     interpolate: Optional[List[int]] = None  # seeds to walk through, e.g. [0,7]: a latent walk instead of samples

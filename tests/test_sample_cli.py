@@ -101,9 +101,9 @@ def test_seeds_give_one_image_per_seed_the_same_in_any_range(
 ) -> None:
     train_dir = tiny_run(compose_config, tmp_path, [])
     for name, seeds in (("a", "0-3"), ("b", "2-5"), ("c", "'3,2'")):
-        run_sample(monkeypatch, tmp_path / "sample", f"checkpoint={train_dir}", f"seeds={seeds}", "batch_size=3",
-                   f"out={tmp_path / name}")
-    a, b, c = (check_stack(tmp_path / name, "samples", count=count, resolution=32) for name, count in (("a", 4), ("b", 4), ("c", 2)))
+        overrides = [f"checkpoint={train_dir}", f"seeds={seeds}", "batch_size=3", f"out={tmp_path / name}"]
+        run_sample(monkeypatch, tmp_path / "sample", *overrides)
+    a, b, c = (check_stack(tmp_path / name, "samples", count, resolution=32) for name, count in (("a", 4), ("b", 4), ("c", 2)))
     # Equal up to the last bits of float32 that a batch's matrix products may round differently.
     assert np.allclose(a[2:], b[:2], atol=1e-5) and np.allclose(c, a[[3, 2]], atol=1e-5)
     assert not np.allclose(a[0], a[1], atol=1e-3)
@@ -114,8 +114,8 @@ def test_interpolate_walks_from_seed_to_seed_and_writes_its_grid(
 ) -> None:
     train_dir = tiny_run(compose_config, tmp_path, [])
     run_sample(monkeypatch, tmp_path / "sample", f"checkpoint={train_dir}", "seeds='0,3,5'", f"out={tmp_path / 'ends'}")
-    run_sample(monkeypatch, tmp_path / "sample", f"checkpoint={train_dir}", "interpolate=[0,3,5]", "interpolate_steps=4",
-               f"out={tmp_path / 'walk'}")
+    walk_overrides = ["interpolate=[0,3,5]", "interpolate_steps=4", f"out={tmp_path / 'walk'}"]
+    run_sample(monkeypatch, tmp_path / "sample", f"checkpoint={train_dir}", *walk_overrides)
     ends = np.load(tmp_path / "ends" / "samples.npy")
     walk = check_stack(tmp_path / "walk", "samples", count=8, resolution=32)
     assert np.allclose(walk[[0, 3, 4, 7]], ends[[0, 1, 1, 2]], atol=1e-5)
@@ -141,7 +141,9 @@ def test_reject_memorised_tops_up_to_the_number_asked(capsys: pytest.CaptureFixt
 
 
 @pytest.mark.parametrize("family", ["mlp", "dcgan", "stylegan2"])
-def test_truncation_psi_0_gives_the_average_image_and_1_the_usual_one(compose_config: Callable[..., DictConfig], family: str) -> None:
+def test_truncation_psi_0_gives_the_average_image_and_1_the_usual_one(
+    compose_config: Callable[..., DictConfig], family: str
+) -> None:
     cfg = compose_config([f"model={family}", "dataset.resolution=16"], hydra=False)
     generator = build_family(cfg, torch.device("cpu")).generator.eval()
     z = torch.randn(3, generator.latent_dim)

@@ -39,7 +39,10 @@ def _classes_left_out(subset: Subset) -> str:
     dropped = [CLASS_NAMES[label] for label in SUBSET_CLASSES[Subset.all] if label not in SUBSET_CLASSES[subset]]
     if not dropped:
         return ""
-    return f" (dataset.subset={subset.value}: the {' and '.join(dropped)} slices counted above are not exported; dataset.subset=all exports both)"
+    return (
+        f" (dataset.subset={subset.value}: the {' and '.join(dropped)} slices counted above are not exported; "
+        "dataset.subset=all exports both)"
+    )
 
 
 def main() -> None:

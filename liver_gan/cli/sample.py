@@ -95,7 +95,10 @@ def check_sample_options(cfg: DictConfig, generator: nn.Module, rejects_memorise
     if cfg.num_samples < 1 or cfg.batch_size < 1:
         raise LiverGanError(f"num_samples={cfg.num_samples} and batch_size={cfg.batch_size} must be at least 1")
     if cfg.truncation_psi != 1.0 and isinstance(generator, DiffusionModel):
-        raise LiverGanError(f"truncation_psi={cfg.truncation_psi} is for GANs, but {cfg.checkpoint} is a diffusion model")
+        raise LiverGanError(
+            f"truncation_psi={cfg.truncation_psi} is for GANs, but {cfg.checkpoint} is a diffusion model; "
+            "leave truncation_psi=1.0"
+        )
     if cfg.seeds is not None:
         parse_seeds(cfg.seeds)
     if cfg.interpolate is None:
@@ -119,7 +122,8 @@ def without_memorised(
     draws = 0
     while len(kept) < asked and draws < max_draws:
         draws += 1
-        new, newly_rejected = reject_memorised(draw(draws, asked - len(kept)), memorisation.train_images, memorisation.threshold)
+        new_images = draw(draws, asked - len(kept))
+        new, newly_rejected = reject_memorised(new_images, memorisation.train_images, memorisation.threshold)
         kept, rejected = torch.cat([kept, new]), rejected + newly_rejected
     print(
         f"{name}: rejected {rejected} samples closer than {memorisation.threshold:.4f} (pixel RMS) to a training "
@@ -134,7 +138,9 @@ def without_memorised(
     return kept
 
 
-def _drawing(generator: nn.Module, cfg: DictConfig, device: torch.device, label: int | None) -> Callable[[int, int], Tensor]:
+def _drawing(
+    generator: nn.Module, cfg: DictConfig, device: torch.device, label: int | None
+) -> Callable[[int, int], Tensor]:
     """``draw(number, count)``: draw 0 gives the images asked for; draw 1, 2, ... give ``count`` new
     ones (for rejected samples): from a stream of their own, or with ``seeds`` the seeds after the range."""
     psi = cfg.truncation_psi
@@ -160,7 +166,8 @@ def _drawing(generator: nn.Module, cfg: DictConfig, device: torch.device, label:
 
     def draw(number: int, count: int) -> Tensor:
         count = cfg.num_samples if number == 0 else count
-        return generate(generator, count, device, cfg.batch_size, labels(count), seed=_draw_seed(cfg.seed, number), truncation_psi=psi)
+        seed = _draw_seed(cfg.seed, number)
+        return generate(generator, count, device, cfg.batch_size, labels(count), seed=seed, truncation_psi=psi)
 
     return draw
 
