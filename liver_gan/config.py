@@ -116,7 +116,7 @@ class DatasetConfig:
     layout: Layout = Layout.lits
     root: str = MISSING
     resolution: int = 64
-    subset: Subset = Subset.tumor  # all keeps the class label
+    subset: Subset = Subset.all  # every tool's default (tumor or healthy: one class); all keeps the class label
     window: HUWindow = field(default_factory=HUWindow)
     crop: Crop = Crop.none
     crop_margin: float = 0.15  # fraction of the liver bounding box added on each side
@@ -425,12 +425,18 @@ class SampleConfig:
     out: Optional[str] = None  # default: the Hydra run dir
     batch_size: int = 256
     device: str = "auto"
-    reject_memorised: bool = False  # drop samples nearer a training slice than memorisation_threshold
+    reject_memorised: bool = False  # replace samples nearer a training slice than memorisation_threshold
     memorisation_threshold: Optional[float] = None  # pixel RMS distance in [-1, 1] units; None: the val baseline
     format: SampleFormat = SampleFormat.png
     # The nnU-Net raw dataset folder written under out with format=nnunet (nnU-Net's DatasetXXX_Name form).
     nnunet_dataset: str = "Dataset900_LiverGanSynthetic"
     sample_steps: Optional[int] = None  # DDIM steps of a diffusion model (fewer: faster, coarser); None: the run's
+    # One image per seed instead of num_samples from seed: "0-63", "7" or '0-3,10' (quoted); seed s, the same image.
+    seeds: Optional[str] = None
+    truncation_psi: float = 1.0  # GANs, < 1: nearer-average images, less variety (StyleGAN2: in w; DCGAN, MLP: z)
+    interpolate: Optional[List[int]] = None  # seeds to walk through, e.g. [0,7]: a latent walk instead of samples
+    interpolate_steps: int = 8  # images from each seed of interpolate to the next, both included
+    reject_max_draws: int = 10  # reject_memorised: at most this many draws in place of rejected samples
 
 
 class UtilityTask(str, Enum):

@@ -199,4 +199,4 @@ def test_prune_by_key_prefix_and_dry_run(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_the_console_script_is_declared() -> None:
     scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["liver-gan-cache"] == "liver_gan.cli.cache:main"
+    assert scripts["liver-gan-cache"] == "liver_gan.cli.scripts:cache"

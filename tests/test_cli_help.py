@@ -15,7 +15,7 @@ import yaml
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig
 
-from liver_gan.cli import CONFIG_DIR, evaluate, prepare, sample, train, utility
+from liver_gan.cli import CONFIG_DIR, evaluate, insert, prepare, sample, train, utility
 
 # prog -> (its primary config in conf/, its entry point)
 TOOLS = {
@@ -24,6 +24,7 @@ TOOLS = {
     "liver-gan-sample": ("sample", sample.main),
     "liver-gan-eval": ("evaluate", evaluate.main),
     "liver-gan-utility": ("utility", utility.main),
+    "liver-gan-insert": ("insert", insert.main),
 }
 ALL_GROUPS = {path.name for path in Path(CONFIG_DIR).iterdir() if path.is_dir() and path.name != "hydra"}
 

@@ -1,27 +1,44 @@
-"""Console entry points; each is a thin Hydra (or argparse) app over the library."""
+"""Console entry points; each is a thin Hydra (or argparse) app over the library.
+
+Nothing here imports torch: ``--help`` and the errors of a mistyped command line come at once, and
+each tool imports its task (and torch with it) only when the task runs (:func:`run_hydra_app`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
 import logging
+import os
+import shutil
 import sys
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import hydra
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from liver_gan.cli.hydra_errors import COMPOSITION_ERRORS, one_line
+from liver_gan.cli.torch_versions import check_torch_pair
 from liver_gan.config import check_schema_keys, register_configs
-from liver_gan.device import reserve_cublas_workspace
 from liver_gan.errors import LiverGanError
-from liver_gan.training.run_dir import register_run_dir_resolver
 
 Task = TypeVar("Task", bound=Callable[..., Any])
 
-reserve_cublas_workspace()  # before any tool's first CUDA matmul (liver_gan.device says why)
-
 log = logging.getLogger(__name__)
+
+# liver_gan.training.run_dir's resolver name (that module imports torch, so it is read from there only to claim)
+RUN_DIR_RESOLVER = "unique_run_dir"
+# Hydra's switch for its full traceback; a user who sets it gets Hydra's own report of every error.
+FULL_ERROR = "HYDRA_FULL_ERROR"
+# What Hydra writes into a run dir before the task starts: its record of the config (.hydra/) and the log.
+HYDRA_RECORD = {"config.yaml", "hydra.yaml", "overrides.yaml"}
+
+_claimed_run_dirs: set[Path] = set()
 
 
 def config_dir() -> Path:
@@ -50,19 +67,116 @@ def group_options(choices: DictConfig) -> str:
     return "\n".join(lines) if lines else "  (none: override the keys below)"
 
 
-def run_hydra_app(task: Callable[[DictConfig], Any], config_name: str) -> None:
-    """Every Hydra tool starts the same way: register the schemas, compose ``conf/<config_name>.yaml``
-    with the command line, refuse keys its schemas lack, and run ``task`` on it."""
+def run_hydra_app(task: Callable[[DictConfig], Any] | str, config_name: str) -> None:
+    """Every Hydra tool starts the same way: check the torch pair, register the schemas, compose
+    ``conf/<config_name>.yaml`` with the command line, refuse keys its schemas lack, and run ``task``.
+
+    ``task`` may be ``"module:function"``, imported only when the task runs, so that ``--help``
+    and a refused command line import no torch.  Hydra's composition errors end the program with
+    one line and status 2 (:mod:`liver_gan.cli.hydra_errors`); ``HYDRA_FULL_ERROR=1`` keeps Hydra's
+    full trace.  A single run refused at its start leaves no run dir behind (:func:`remove_unstarted_run_dir`).
+    """
+    report_user_errors(check_torch_pair)()
     register_configs()
     OmegaConf.register_new_resolver("group_options", group_options, replace=True)
-    register_run_dir_resolver()
+    # Cached like Hydra's ${now:}: every read of hydra.run.dir in one run gives the one claimed dir.
+    OmegaConf.register_new_resolver(RUN_DIR_RESOLVER, claim_run_dir, use_cache=True, replace=True)
+    user_wants_full_error = FULL_ERROR in os.environ
 
-    @functools.wraps(task)
-    def checked_task(cfg: DictConfig) -> Any:
+    @report_user_errors
+    def checked(cfg: DictConfig) -> Any:
         check_schema_keys(cfg)
-        return task(cfg)
+        return _imported(task)(cfg)
 
-    hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")(report_user_errors(checked_task))()
+    def checked_task(cfg: DictConfig) -> Any:
+        with hydra_reports_task_errors(user_wants_full_error):
+            try:
+                return checked(cfg)
+            except SystemExit as exit_info:
+                if exit_info.code == 2:
+                    remove_unstarted_run_dir(Path(HydraConfig.get().runtime.output_dir))
+                raise
+
+    # Hydra names the job (and its log, <name>.log) after the task's module: train, sample, ...
+    checked_task.__module__ = task.__module__ if callable(task) else task.partition(":")[0]
+    if not user_wants_full_error:
+        os.environ[FULL_ERROR] = "1"  # Hydra re-raises its composition errors, for one_line to report
+    try:
+        hydra.main(config_path=CONFIG_DIR, config_name=config_name, version_base="1.3")(checked_task)()
+    except COMPOSITION_ERRORS as error:
+        if user_wants_full_error:
+            raise
+        print_error(one_line(error))
+        raise SystemExit(2) from None
+    finally:
+        if not user_wants_full_error:
+            os.environ.pop(FULL_ERROR, None)
+
+
+@contextlib.contextmanager
+def hydra_reports_task_errors(user_wants_full_error: bool) -> Iterator[None]:
+    """While a task runs, Hydra's ``HYDRA_FULL_ERROR`` is as the user set it, so a task's traceback
+    is Hydra's usual short one; composing the next job of a multirun sets it again."""
+    if user_wants_full_error:
+        yield
+        return
+    os.environ.pop(FULL_ERROR, None)
+    yield  # an exception leaves it unset: Hydra reports the task's error as the user asked
+    os.environ[FULL_ERROR] = "1"
+
+
+def _imported(task: Callable[[DictConfig], Any] | str) -> Callable[[DictConfig], Any]:
+    if callable(task):
+        return task
+    module, _, name = task.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def claim_run_dir(base: str, name: str | None = None) -> str:
+    """``${unique_run_dir:...}``: :func:`liver_gan.training.run_dir.claim_new_dir`, imported (with
+    torch) only when a run dir is claimed, and remembered as created by this start."""
+    from liver_gan.training.run_dir import claim_new_dir
+
+    run_dir = claim_new_dir(base, name)
+    _claimed_run_dirs.add(Path(run_dir).resolve())
+    return run_dir
+
+
+def remove_unstarted_run_dir(run_dir: Path) -> None:
+    """Remove the run dir of a single run refused at its start, so that nothing is left of it.
+
+    Only a dir this very start claimed (``${unique_run_dir:}``, never a ``hydra.run.dir`` the user
+    named), in a single run (a sweep's refused job stays, for liver-gan-summary to count as failed),
+    on rank 0, and only while it holds nothing but Hydra's record and this tool's log.
+    """
+    if Path(run_dir).resolve() not in _claimed_run_dirs or HydraConfig.get().mode != RunMode.RUN:
+        return
+    if os.environ.get("RANK", "0") != "0" or not holds_only_hydra_files(run_dir):
+        return
+    root = logging.getLogger()
+    for handler in [handler for handler in root.handlers if isinstance(handler, logging.FileHandler)]:
+        if Path(handler.baseFilename).resolve().parent == Path(run_dir).resolve():
+            root.removeHandler(handler)
+            handler.close()
+    shutil.rmtree(run_dir)
+
+
+def holds_only_hydra_files(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds Hydra's ``.hydra/`` record and the tool's log, and nothing else."""
+    log_name = f"{HydraConfig.get().job.name}.log"
+    for path in Path(run_dir).iterdir():
+        if path.name == ".hydra" and path.is_dir():
+            if not {child.name for child in path.iterdir()} <= HYDRA_RECORD:
+                return False
+        elif path.name != log_name or not path.is_file():
+            return False
+    return True
+
+
+def print_error(message: str) -> None:
+    """The one line of an error, on stderr; once, by rank 0, under torchrun."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"liver-gan: error: {message}", file=sys.stderr)
 
 
 def report_user_errors(task: Task) -> Task:
@@ -78,7 +192,7 @@ def report_user_errors(task: Task) -> Task:
             return task(*args, **kwargs)
         except LiverGanError as error:
             log_to_files(f"error: {error}")
-            print(f"liver-gan: error: {error}", file=sys.stderr)
+            print_error(str(error))
             raise SystemExit(2) from None
         except Exception as error:
             log_to_files(f"the job failed: {error}", exc_info=True)

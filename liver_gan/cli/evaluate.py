@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from liver_gan.atomic import atomic_write_json
-from liver_gan.cli import report_user_errors, run_hydra_app
+from liver_gan.cli import report_user_errors, scripts
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.evaluate import check_eval_options, evaluate_folders, evaluate_generator
@@ -65,4 +65,4 @@ def _compares_folders(cfg: DictConfig) -> bool:
 
 
 def main() -> None:
-    run_hydra_app(evaluate, "evaluate")
+    scripts.evaluate()  # the console script: see liver_gan/cli/scripts.py

@@ -9,7 +9,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from liver_gan.cli import report_user_errors, run_hydra_app
+from liver_gan.cli import report_user_errors, scripts
 from liver_gan.lesions.insert import MANIFEST, insert_lesions
 from liver_gan.training.run_dir import write_hydra_record
 
@@ -28,4 +28,4 @@ def insert(cfg: DictConfig) -> dict[str, Any]:
 
 
 def main() -> None:
-    run_hydra_app(insert, "insert")
+    scripts.insert()  # the console script: see liver_gan/cli/scripts.py

@@ -12,14 +12,24 @@ own resolution.
   and with png ``<out>/<stack>_labels/*.png`` (pixel values 0, 1, 2).
 - ``format=nifti|nnunet|lits``: ``<out>/nifti/``, ``<out>/<nnunet_dataset>/`` or ``<out>/lits/``
   in Hounsfield units with the source data's spacing (liver_gan/data/segmentation_export.py).
+- ``seeds=0-63`` (as stylegan2-ada's generate.py): one image per seed instead of ``num_samples``
+  from ``seed``; seed s gives the same image whatever range it is asked in.
+- ``interpolate=[0,7] interpolate_steps=8``: a latent walk, 8 images from seed 0's z to seed 7's
+  (slerp, both ends included) per pair of seeds, and its grid ``<out>/<stack>_interpolation.png``.
+- ``truncation_psi=0.7`` (GANs): nearer-average images, less variety (StyleGAN2 in w, DCGAN/MLP in z).
+- ``reject_memorised=true``: near-copies of training slices are replaced by new draws (at most
+  ``reject_max_draws``), so the stacks hold the number asked; it says how many it rejected.
 A diffusion model draws with its run's ``model.sample_steps`` DDIM steps, or ``sample_steps=N``.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -28,17 +38,17 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from liver_gan.atomic import atomic_write
-from liver_gan.cli import report_user_errors, run_hydra_app
+from liver_gan.cli import report_user_errors, scripts
 from liver_gan.config import SampleFormat
 from liver_gan.data.labels import CLASS_NAMES
 from liver_gan.data.masks import ct, has_masks, label_maps
 from liver_gan.data.segmentation_export import EXPORTS, source_spacing
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
-from liver_gan.images import write_label_pngs, write_png_folder
+from liver_gan.images import image_grid, write_grid_png, write_label_pngs, write_png_folder
 from liver_gan.metrics.memorisation import reject_memorised, validation_threshold
 from liver_gan.models.ddpm import DiffusionModel, with_sample_steps
-from liver_gan.sampling import generate
+from liver_gan.sampling import generate, generate_from_latents, parse_seeds, seed_latents, walk_latents
 from liver_gan.runs import load_generator, run_dataset
 
 
@@ -67,21 +77,104 @@ def memorisation_filter(cfg: DictConfig, train_cfg: DictConfig) -> MemorisationF
 def generate_stacks(
     generator: nn.Module, cfg: DictConfig, device: torch.device, memorisation: MemorisationFilter | None = None
 ) -> dict[str, Tensor]:
-    """Every stack (``samples``, or one per class), without near-copies of training slices when
-    ``memorisation`` is given; (N, C, R, R) in [-1, 1], mask channels included."""
-    if cfg.num_samples < 1 or cfg.batch_size < 1:
-        raise LiverGanError(f"num_samples={cfg.num_samples} and batch_size={cfg.batch_size} must be at least 1")
+    """Every stack (``samples``, or one per class): ``num_samples`` from ``seed``, one image per seed of
+    ``seeds``, or the latent walk of ``interpolate``; (N, C, R, R) in [-1, 1], mask channels included.
+    With ``memorisation``, near-copies of training slices are replaced by new draws (:func:`without_memorised`)."""
+    check_sample_options(cfg, generator, memorisation is not None)
     stacks = {}
-    for name, labels in _labels_by_stack(generator.num_classes, cfg.num_samples).items():
-        images = generate(generator, cfg.num_samples, device, cfg.batch_size, labels, seed=cfg.seed)
+    for name, label in _class_by_stack(generator.num_classes).items():
+        draw = _drawing(generator, cfg, device, label)
+        images = draw(0, 0)
         if memorisation is not None:
-            images, dropped = reject_memorised(images, memorisation.train_images, memorisation.threshold)
-            print(
-                f"{name}: dropped {dropped} of {cfg.num_samples} samples closer than "
-                f"{memorisation.threshold:.4f} (pixel RMS) to a training slice"
-            )
+            images = without_memorised(name, images, draw, memorisation, cfg.reject_max_draws)
         stacks[name] = images
     return stacks
+
+
+def check_sample_options(cfg: DictConfig, generator: nn.Module, rejects_memorised: bool) -> None:
+    if cfg.num_samples < 1 or cfg.batch_size < 1:
+        raise LiverGanError(f"num_samples={cfg.num_samples} and batch_size={cfg.batch_size} must be at least 1")
+    if cfg.truncation_psi != 1.0 and isinstance(generator, DiffusionModel):
+        raise LiverGanError(
+            f"truncation_psi={cfg.truncation_psi} is for GANs, but {cfg.checkpoint} is a diffusion model; "
+            "leave truncation_psi=1.0"
+        )
+    if cfg.seeds is not None:
+        parse_seeds(cfg.seeds)
+    if cfg.interpolate is None:
+        return
+    if cfg.seeds is not None or rejects_memorised:
+        raise LiverGanError("interpolate=[...] draws its own latent walk: leave seeds=null and reject_memorised=false")
+    if len(cfg.interpolate) < 2 or min(cfg.interpolate) < 0 or cfg.interpolate_steps < 2:
+        raise LiverGanError(
+            f"interpolate={list(cfg.interpolate)} interpolate_steps={cfg.interpolate_steps}: give at least two "
+            "non-negative seeds to walk through and at least 2 steps, e.g. interpolate=[0,7] interpolate_steps=8"
+        )
+
+
+def without_memorised(
+    name: str, images: Tensor, draw: Callable[[int, int], Tensor], memorisation: MemorisationFilter, max_draws: int
+) -> Tensor:
+    """``images`` without near-copies, made up to their number by at most ``max_draws`` new draws
+    (``draw(number, count)``); says how many were rejected, and warns when the number is not reached."""
+    asked = len(images)
+    kept, rejected = reject_memorised(images, memorisation.train_images, memorisation.threshold)
+    draws = 0
+    while len(kept) < asked and draws < max_draws:
+        draws += 1
+        new_images = draw(draws, asked - len(kept))
+        new, newly_rejected = reject_memorised(new_images, memorisation.train_images, memorisation.threshold)
+        kept, rejected = torch.cat([kept, new]), rejected + newly_rejected
+    print(
+        f"{name}: rejected {rejected} samples closer than {memorisation.threshold:.4f} (pixel RMS) to a training "
+        f"slice; kept {len(kept)} of {asked} after {draws} new draws"
+    )
+    if len(kept) < asked:
+        print(
+            f"liver-gan: warning: {name}: only {len(kept)} of {asked} samples are not near-copies after "
+            f"reject_max_draws={max_draws} new draws; writing those (raise reject_max_draws for more tries)",
+            file=sys.stderr,
+        )
+    return kept
+
+
+def _drawing(
+    generator: nn.Module, cfg: DictConfig, device: torch.device, label: int | None
+) -> Callable[[int, int], Tensor]:
+    """``draw(number, count)``: draw 0 gives the images asked for; draw 1, 2, ... give ``count`` new
+    ones (for rejected samples): from a stream of their own, or with ``seeds`` the seeds after the range."""
+    psi = cfg.truncation_psi
+
+    def labels(count: int) -> Tensor | None:
+        return None if label is None else torch.full((count,), label)
+
+    def from_latents(latents: Tensor) -> Tensor:
+        return generate_from_latents(generator, latents, device, cfg.batch_size, labels(len(latents)), psi)
+
+    if cfg.interpolate is not None:
+        walk = walk_latents(list(cfg.interpolate), cfg.interpolate_steps, generator.latent_dim)
+        return lambda number, count: from_latents(walk)
+    if cfg.seeds is not None:
+        seeds = parse_seeds(cfg.seeds)
+        unused = itertools.count(max(seeds) + 1)
+
+        def draw_seeds(number: int, count: int) -> Tensor:
+            chosen = seeds if number == 0 else [next(unused) for _ in range(count)]
+            return from_latents(seed_latents(chosen, generator.latent_dim))
+
+        return draw_seeds
+
+    def draw(number: int, count: int) -> Tensor:
+        count = cfg.num_samples if number == 0 else count
+        seed = _draw_seed(cfg.seed, number)
+        return generate(generator, count, device, cfg.batch_size, labels(count), seed=seed, truncation_psi=psi)
+
+    return draw
+
+
+def _draw_seed(seed: int, number: int) -> int:
+    """``seed`` for the first draw; for new draws, a seed of their own that no other ``seed=`` gives."""
+    return seed if number == 0 else int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
 
 
 def write_stacks(stacks: dict[str, Tensor], export_format: SampleFormat, out: Path) -> list[Path]:
@@ -103,6 +196,14 @@ def write_stacks(stacks: dict[str, Tensor], export_format: SampleFormat, out: Pa
     return written
 
 
+def write_walk_grids(stacks: dict[str, Tensor], steps: int, out: Path) -> list[Path]:
+    """``interpolate``: each stack's walk as ``<out>/<stack>_interpolation.png``, one row per pair of seeds."""
+    paths = [out / f"{name}_interpolation.png" for name in stacks]
+    for path, images in zip(paths, stacks.values()):
+        write_grid_png(image_grid(images, columns=steps), path)
+    return paths
+
+
 def export_stacks(stacks: dict[str, Tensor], cfg: DictConfig, train_cfg: DictConfig, out: Path) -> Path:
     """``format=nifti|nnunet|lits``: the stacks in HU, with the spacing of the run's own training slices."""
     export_format = SampleFormat(cfg.format)
@@ -117,10 +218,10 @@ def export_stacks(stacks: dict[str, Tensor], cfg: DictConfig, train_cfg: DictCon
     return export(stacks, out / folder[export_format], train_cfg.dataset.window, spacing)
 
 
-def _labels_by_stack(num_classes: int, num_samples: int) -> dict[str, Tensor | None]:
+def _class_by_stack(num_classes: int) -> dict[str, int | None]:
     if num_classes == 0:
         return {"samples": None}
-    return {CLASS_NAMES[label]: torch.full((num_samples,), label) for label in range(num_classes)}
+    return {CLASS_NAMES[label]: label for label in range(num_classes)}
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:
@@ -151,10 +252,12 @@ def sample(cfg: DictConfig) -> None:
     resolution = next(iter(stacks.values())).shape[-1]
     if SampleFormat(cfg.format) in (SampleFormat.png, SampleFormat.npy):
         written = write_stacks(stacks, SampleFormat(cfg.format), out)
+        if cfg.interpolate is not None:
+            written += write_walk_grids(stacks, cfg.interpolate_steps, out)
         print(f"{counts} images of {resolution}x{resolution}: {', '.join(str(path) for path in written)}")
     else:
         print(f"{counts} images of {resolution}x{resolution}: {export_stacks(stacks, cfg, train_cfg, out)}")
 
 
 def main() -> None:
-    run_hydra_app(sample, "sample")
+    scripts.sample()  # the console script: see liver_gan/cli/scripts.py

@@ -10,7 +10,6 @@ import argparse
 from pathlib import Path
 
 from liver_gan.cli import report_user_errors
-from liver_gan.sweeps.summary import collect_jobs, format_markdown, write_summary
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -26,6 +25,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @report_user_errors
 def main(argv: list[str] | None = None) -> None:
     root = parse_args(argv).dir
+    # After parsing: the summary's writers import torch (liver_gan.atomic), which --help does without.
+    from liver_gan.sweeps.summary import collect_jobs, format_markdown, write_summary
+
     jobs = collect_jobs(root)
     print(format_markdown(root, jobs))
     csv_path, md_path = write_summary(root, jobs)

@@ -16,22 +16,25 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from liver_gan.cli import report_user_errors, run_hydra_app
+from liver_gan.cli import report_user_errors, scripts
 from liver_gan.cli.config_tree import print_config_tree, wants_config_tree
+from liver_gan.device import reserve_cublas_workspace
 from liver_gan.metrics.inception import FIDWeightsUnavailable
 from liver_gan.metrics.registry import check_optimized_metric
 from liver_gan.training.distributed import quiet_other_ranks, start_world
 from liver_gan.training.loop import TrainingDiverged, train
-from liver_gan.training.run_dir import holds_a_run, with_saved_overrides, write_hydra_record
+from liver_gan.training.run_dir import holds_a_run, write_hydra_record
 
 log = logging.getLogger(__name__)
+
+# At import, before this process's first CUDA matmul: trainer.deterministic needs it (liver_gan.device says why).
+reserve_cublas_workspace()
 
 
 @report_user_errors
@@ -69,8 +72,7 @@ def train_task(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    sys.argv = [sys.argv[0], *with_saved_overrides(sys.argv[1:])]
-    run_hydra_app(train_task, "train")
+    scripts.train()  # the console script: see liver_gan/cli/scripts.py
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from liver_gan.cli import report_user_errors, run_hydra_app
+from liver_gan.cli import report_user_errors, scripts
 from liver_gan.device import resolve_device
 from liver_gan.downstream.report import UTILITY_FILE, format_utility_table, utility_report, write_report
 
@@ -31,4 +31,4 @@ def utility(cfg: DictConfig) -> dict[str, Any]:
 
 
 def main() -> None:
-    run_hydra_app(utility, "utility")
+    scripts.utility()  # the console script: see liver_gan/cli/scripts.py

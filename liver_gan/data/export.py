@@ -22,6 +22,16 @@ def export_imagefolder(dataset: PreparedDataset, directory: Path) -> Path:
     return directory
 
 
+def exported_counts(dataset: PreparedDataset) -> dict[str, int]:
+    """``split/class`` -> how many PNGs :func:`export_imagefolder` writes there: the slices of
+    ``dataset.subset``, which may be fewer than the summary counts over both classes."""
+    return {
+        f"{split}/{CLASS_NAMES[label]}": int((slices.labels == label).sum())
+        for split, slices in (("train", dataset.train), ("val", dataset.val))
+        for label in SUBSET_CLASSES[dataset.subset]
+    }
+
+
 def _write_pngs(slices: SliceSet, directory: Path) -> None:
     pixels = to_uint8(slices.images[:, 0])
     rows = zip(pixels, slices.labels.tolist(), slices.patient_ids.tolist(), slices.slice_indices.tolist())

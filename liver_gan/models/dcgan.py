@@ -81,8 +81,9 @@ class DCGANGenerator(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.apply(dcgan_init)
 
-    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        return self.layers(self.label_input(z, labels)[:, :, None, None])
+    def forward(self, z: Tensor, labels: Tensor | None = None, truncation_psi: float = 1.0) -> Tensor:
+        """``truncation_psi`` < 1 scales z toward 0, the prior's mean: nearer-average images, less variety."""
+        return self.layers(self.label_input(z * truncation_psi, labels)[:, :, None, None])
 
 
 class DCGANDiscriminator(nn.Module):

@@ -39,8 +39,10 @@ class MLPGenerator(nn.Module):
         layers += [nn.Linear(sizes[-1], image_channels * resolution * resolution), nn.Tanh()]
         self.layers = nn.Sequential(*layers)
 
-    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        return self.layers(self.label_input(z, labels)).view(-1, self.image_channels, self.resolution, self.resolution)
+    def forward(self, z: Tensor, labels: Tensor | None = None, truncation_psi: float = 1.0) -> Tensor:
+        """``truncation_psi`` < 1 scales z toward 0, the prior's mean: nearer-average images, less variety."""
+        flat = self.layers(self.label_input(z * truncation_psi, labels))
+        return flat.view(-1, self.image_channels, self.resolution, self.resolution)
 
 
 class MLPDiscriminator(nn.Module):

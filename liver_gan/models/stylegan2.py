@@ -45,6 +45,8 @@ from liver_gan.models.conditioning import DiscriminatorConditioning, LabelEmbedd
 ACTIVATION_GAIN = math.sqrt(2)
 MIN_RESOLUTION = 8
 EPSILON = 1e-8
+# z drawn for the average w of the truncation trick: its estimate varies by about 1/sqrt(4096) of w's spread.
+AVERAGE_STYLE_SAMPLES = 4096
 
 
 def check_resolution(resolution: int) -> None:
@@ -296,13 +298,31 @@ class StyleGAN2Generator(nn.Module):
             for in_channels, out_channels, size in zip(channels, channels[1:], sizes[1:])
         )
 
-    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+    def forward(self, z: Tensor, labels: Tensor | None = None, truncation_psi: float = 1.0) -> Tensor:
+        """``truncation_psi`` < 1 is the truncation trick: w moves toward the average w (of the
+        label, when conditional) by that factor, for nearer-average images with less variety."""
         w = self.mapping(z, labels)
+        if truncation_psi != 1.0:
+            w = torch.lerp(self.average_style(labels, w.device), w, truncation_psi)
         x = self.input_conv(self.const.expand(z.shape[0], -1, -1, -1), w)
         image = self.input_rgb(x, w)
         for block in self.blocks:
             x, image = block(x, image, w)
         return torch.tanh(image)
+
+
+    def average_style(self, labels: Tensor | None, device: torch.device) -> Tensor:
+        """The mapping network's mean w over a fixed draw of z, (N, style_dim) with one row per label.
+
+        Computed when asked rather than tracked during training (stylegan2-ada's ``w_avg``), so
+        every checkpoint has it; the z are drawn from a fixed seed, so it is the same at every call.
+        """
+        z = torch.randn(AVERAGE_STYLE_SAMPLES, self.latent_dim, generator=torch.Generator().manual_seed(0)).to(device)
+        if labels is None:
+            return self.mapping(z, None).mean(dim=0, keepdim=True)
+        classes, rows = labels.unique(return_inverse=True)
+        means = torch.cat([self.mapping(z, label.repeat(len(z))).mean(dim=0, keepdim=True) for label in classes])
+        return means[rows]
 
 
 def minibatch_stddev(x: Tensor, group_size: int) -> Tensor:

@@ -1,0 +1,63 @@
+"""The console scripts that pyproject.toml installs (``liver-gan-train`` = :func:`train`, ...).
+
+Each names its tool's config and task; the task's module, and torch with it, is imported only
+when the task runs, so ``--help`` and a mistyped override answer at once.  The argparse tools
+(summary, cache, vtt) are imported after the torch/torchvision check, which a mismatched pair
+would otherwise never reach (``import torchvision`` fails first).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from liver_gan.cli import report_user_errors, run_hydra_app
+from liver_gan.cli.torch_versions import check_torch_pair
+
+# Only a resume takes a run's saved overrides (liver_gan.training.run_dir.with_saved_overrides).
+RESUME = "trainer.resume=auto"
+
+
+def train() -> None:
+    if RESUME in sys.argv[1:]:
+        from liver_gan.training.run_dir import with_saved_overrides  # imports torch: only for a resume
+
+        sys.argv = [sys.argv[0], *with_saved_overrides(sys.argv[1:])]
+    run_hydra_app("liver_gan.cli.train:train_task", "train")
+
+
+def prepare() -> None:
+    run_hydra_app("liver_gan.cli.prepare:prepare", "prepare")
+
+
+def sample() -> None:
+    run_hydra_app("liver_gan.cli.sample:sample", "sample")
+
+
+def evaluate() -> None:
+    run_hydra_app("liver_gan.cli.evaluate:evaluate", "evaluate")
+
+
+def utility() -> None:
+    run_hydra_app("liver_gan.cli.utility:utility", "utility")
+
+
+def insert() -> None:
+    run_hydra_app("liver_gan.cli.insert:insert", "insert")
+
+
+def summary() -> None:
+    _argparse_tool("liver_gan.cli.summary")
+
+
+def cache() -> None:
+    _argparse_tool("liver_gan.cli.cache")
+
+
+def vtt() -> None:
+    _argparse_tool("liver_gan.cli.vtt")
+
+
+def _argparse_tool(module: str) -> None:
+    report_user_errors(check_torch_pair)()
+    importlib.import_module(module).main()
