@@ -1,16 +1,17 @@
 """The end-of-run evaluation of the lesion inpainter (``model=inpaint``), beside mean-filling.
 
 An inpainter draws nothing from noise, so the noise-sampling metrics (liver_gan/metrics/evaluate.py)
-mean nothing for it.  Instead, every validation tumor crop gets its hole (the tumor grown by
-``model.hole_dilation``, as in training but without random blobs) filled twice: by the inpainter,
-and by the baseline that fills the hole with the mean liver value in a ring around it.  Each fill
-is scored by
+mean nothing for it.  Instead, the tumor region of every validation tumor crop is filled twice, as
+``lesion=learned`` fills a region (liver_gan/lesions/learned.py):
 
-- the mean absolute HU error inside the hole against the real crop (``l1_hole_hu``);
-- FID and KID of the filled crops against the real crops (CT channel, pytorch-fid's Inception).
+- by the inpainter, given the hole it trained on (the tumor grown by ``model.hole_dilation``,
+  without random blobs), its fill kept inside the tumor only;
+- by the baseline, the mean liver value in a ring around the tumor.
 
-The inpainter's numbers are metrics.json's ``fid``, ``kid_mean``, ``kid_std`` and ``l1_hole_hu``;
-the baseline's the same names prefixed ``mean_fill_``.
+Each fill is scored by the mean absolute HU error inside the tumor against the real crop
+(``l1_region_hu``), and by FID and KID of the filled crops against the real crops (CT channel,
+pytorch-fid's Inception).  The inpainter's numbers are metrics.json's ``fid``, ``kid_mean``,
+``kid_std`` and ``l1_region_hu``; the baseline's the same names prefixed ``mean_fill_``.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from liver_gan.metrics.inception import FeatureExtractor, load_feature_extractor
 from liver_gan.metrics.kid import kernel_inception_distance
 from liver_gan.models.inpaint import conditioning
 from liver_gan.training.distributed import SINGLE_PROCESS, World
-from liver_gan.training.inpaint_step import dilate, hole_l1, split_masks, tumor_holes
+from liver_gan.training.inpaint_step import dilate, masked_l1, split_masks, tumor_holes
 
 log = logging.getLogger(__name__)
 
 MEAN_FILL_RING = 3  # pixels around the hole whose liver gives the baseline's fill value
-METRIC_NAMES = ["l1_hole_hu", "fid", "kid"]
+METRIC_NAMES = ["l1_region_hu", "fid", "kid"]
 
 
 @torch.no_grad()
@@ -71,20 +72,20 @@ def mean_fill(ct: Tensor, hole: Tensor, liver: Tensor, ring: int = MEAN_FILL_RIN
 def fill_scores(
     filled: Tensor,
     ct: Tensor,
-    hole: Tensor,
+    region: Tensor,
     real_features: Any,
     extractor: FeatureExtractor,
     cfg: DictConfig,
     what: str,
 ) -> dict[str, float]:
-    """L1 inside the holes in HU, and FID and KID of the filled crops against the real ones."""
+    """L1 inside the filled regions in HU, and FID and KID of the filled crops against the real ones."""
     features = extractor.features(filled, cfg.eval.batch_size, what)
     kid_mean, kid_std = kernel_inception_distance(
         real_features, features, cfg.eval.kid.num_subsets, cfg.eval.kid.subset_size, cfg.seed
     )
     hu_per_unit = cfg.dataset.window.width / 2  # [-1, 1] spans the window
     return {
-        "l1_hole_hu": float(hole_l1(filled, ct, hole)) * hu_per_unit,
+        "l1_region_hu": float(masked_l1(filled, ct, region)) * hu_per_unit,
         "fid": frechet_distance(real_features, features),
         "kid_mean": kid_mean,
         "kid_std": kid_std,
@@ -111,14 +112,13 @@ def evaluate_inpainter(
     ct, liver, tumor = split_masks(val.images.float())
     hole = tumor_holes(tumor, liver, cfg.model.hole_dilation)
     real_features = extractor.features(ct, cfg.eval.batch_size, "real validation tumor crops")
-    model = fill_scores(
-        inpaint(generator, ct, hole, liver, cfg.eval.batch_size), ct, hole, real_features, extractor, cfg, "inpainted crops"
-    )
-    baseline = fill_scores(mean_fill(ct, hole, liver), ct, hole, real_features, extractor, cfg, "mean-filled crops")
+    inpainted = inpaint(generator, ct, hole, liver, cfg.eval.batch_size)
+    model = fill_scores(ct + (inpainted - ct) * tumor, ct, tumor, real_features, extractor, cfg, "inpainted crops")
+    baseline = fill_scores(mean_fill(ct, tumor, liver), ct, tumor, real_features, extractor, cfg, "mean-filled crops")
     for name, scores in (("inpainter", model), ("mean fill", baseline)):
         log.info(
-            "%s on %d validation tumor crops: L1 in the hole %.1f HU, FID %.4g, KID %.4g",
-            name, len(val), scores["l1_hole_hu"], scores["fid"], scores["kid_mean"],
+            "%s on %d validation tumor crops: L1 in the tumor %.1f HU, FID %.4g, KID %.4g",
+            name, len(val), scores["l1_region_hu"], scores["fid"], scores["kid_mean"],
         )
     return {
         "metrics": METRIC_NAMES,

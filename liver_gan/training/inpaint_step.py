@@ -83,9 +83,9 @@ def training_holes(liver: Tensor, tumor: Tensor, noise: BatchNoise, model: DictC
     return torch.maximum(tumor_holes(tumor, liver, model.hole_dilation), random_blobs(liver, noise, model))
 
 
-def hole_l1(filled: Tensor, real: Tensor, hole: Tensor) -> Tensor:
-    """Mean absolute difference over the hole pixels of the batch (0 when no crop has a hole)."""
-    return ((filled - real).abs() * hole).sum() / hole.sum().clamp(min=1)
+def masked_l1(filled: Tensor, real: Tensor, mask: Tensor) -> Tensor:
+    """Mean absolute difference over the batch's pixels in the {0, 1} ``mask`` (0 when it is empty)."""
+    return ((filled - real).abs() * mask).sum() / mask.sum().clamp(min=1)
 
 
 @dataclass
@@ -141,7 +141,7 @@ def train_step(gan: Inpainting, real: Tensor, autocast: torch.autocast, noise: B
     gan.discriminator.requires_grad_(False)
     with autocast:
         adversarial = generator_loss(gan.loss, gan.discriminator(critic_input(filled, hole, liver)))
-        l1 = hole_l1(filled.float(), ct, hole)
+        l1 = masked_l1(filled.float(), ct, hole)
     gan.optimizer_g.zero_grad(set_to_none=True)
     (adversarial + gan.model.l1_weight * l1).backward()
     gan.optimizer_g.step()
