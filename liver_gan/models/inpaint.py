@@ -20,7 +20,6 @@ import torch
 from monai.networks.nets import PatchDiscriminator, UNet
 from torch import Tensor, nn
 
-from liver_gan.data.masks import MASK_CHANNELS
 from liver_gan.errors import LiverGanError
 from liver_gan.models import LEAKY_SLOPE, require_positive
 
@@ -96,9 +95,11 @@ def build_inpainter(
     **training_options: object,
 ) -> tuple[InpaintGenerator, PatchCritic]:
     """``(generator, discriminator)`` for ``resolution``-pixel crops; ``training_options`` (the L1
-    weight, the holes) are the training step's, not the networks'."""
-    if image_channels != 1 + MASK_CHANNELS:
-        raise LiverGanError("model=inpaint learns from each slice's tumor mask: set dataset.masks=true")
+    weight, the holes) are the training step's, not the networks'.
+
+    Both networks see :data:`CONDITIONING_CHANNELS` channels whatever ``image_channels`` the slices
+    carry; training checks that they carry the masks the holes are made from (inpaint_step.py).
+    """
     if num_classes:
         raise LiverGanError("model=inpaint is not class-conditional: set model.conditional=false")
     require_positive("model.channels", channels)
