@@ -17,6 +17,7 @@ from tiny_gan import save_tiny_checkpoint, tiny_phantom_overrides
 from liver_gan.data.nifti import read_scan, write_nifti
 from liver_gan.errors import LiverGanError
 from liver_gan.lesions.learned import load_inpainter
+from liver_gan.runs import load_generator
 from liver_gan.training.checkpoint import load_checkpoint
 from liver_gan.training.loop import train
 
@@ -142,6 +143,12 @@ def test_fill_changes_only_the_voxels_inside_the_region(trained_inpainter: Path)
     for index in np.flatnonzero(region.any(axis=(0, 1))):  # every slice the region touches is filled
         inside = region[:, :, index]
         assert np.any(filled[:, :, index][inside] != hu[:, :, index][inside]), f"slice {index}"
+
+
+def test_the_sampling_tools_refuse_an_inpainter_in_one_line(trained_inpainter: Path) -> None:
+    with pytest.raises(LiverGanError, match="draws no slices from noise") as refused:
+        load_generator(trained_inpainter, torch.device("cpu"))
+    assert "\n" not in str(refused.value)
 
 
 def test_a_checkpoint_of_another_family_is_refused_in_one_line(compose_config: Compose, tmp_path: Path) -> None:
