@@ -41,8 +41,6 @@ class InpaintGenerator(nn.Module):
     work on it unchanged.
     """
 
-    num_classes = 0
-
     def __init__(self, channels: Sequence[int], strides: Sequence[int], num_res_units: int) -> None:
         super().__init__()
         self.unet = UNet(
