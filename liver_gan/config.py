@@ -216,6 +216,28 @@ class DDPMConfig(BaseModelConfig):
 
 
 @dataclass
+class InpaintConfig(BaseModelConfig):
+    """A pix2pix-style inpainter (Isola et al. 2017) for ``lesion=learned``: a MONAI ``UNet`` fills a
+    hole in a liver-centred crop and a MONAI ``PatchDiscriminator`` judges the filled crop.
+
+    Trained by liver_gan/training/inpaint_step.py on slices with their masks (``dataset.crop=liver``,
+    ``dataset.masks=true``); each hole is the slice's tumor, dilated, sometimes with random blobs in the liver.
+    """
+
+    _target_: str = "liver_gan.models.inpaint.build_inpainter"
+    channels: List[int] = field(default_factory=lambda: [16, 32, 64])  # U-Net channels per level
+    strides: List[int] = field(default_factory=lambda: [2, 2])  # one fewer than channels
+    num_res_units: int = 1
+    discriminator_channels: int = 16  # the PatchGAN's first layer, doubled per layer
+    discriminator_layers: int = 2  # layers after the first; the PatchGAN judges a grid of R / 2**layers patches
+    l1_weight: float = 100.0  # the L1 term inside the hole against the adversarial term (pix2pix's lambda)
+    hole_dilation: int = 2  # pixels at dataset.resolution by which a tumor mask grows into its hole
+    blob_probability: float = 0.5  # chance that a training hole also gets random blobs inside the liver
+    blob_grid: int = 8  # the blobs' smooth noise is drawn on a grid of this many cells a side
+    blob_threshold: float = 1.0  # noise above this (in standard deviations) is a blob: higher, fewer and smaller
+
+
+@dataclass
 class OptimizerConfig:
     """One optimizer class for both networks; ``d_lr`` defaults to ``lr``."""
 
@@ -507,6 +529,7 @@ SCHEMAS: dict[str, type] = {
     "dcgan_schema": DCGANConfig,
     "stylegan2_schema": StyleGAN2Config,
     "ddpm_schema": DDPMConfig,
+    "inpaint_schema": InpaintConfig,
     "optimizer_schema": OptimizerConfig,
     "loss_schema": LossConfig,
     "augment_schema": AugmentConfig,

@@ -17,7 +17,7 @@ from torch import nn
 from liver_gan.config import DatasetConfig
 from liver_gan.data.dataset import PreparedDataset, prepare_dataset
 from liver_gan.errors import LiverGanError
-from liver_gan.models import build_generator
+from liver_gan.models import build_generator, is_inpainter
 from liver_gan.training.checkpoint import EMA_KEY, last_checkpoint, load_checkpoint
 
 
@@ -38,8 +38,14 @@ def load_generator(run_dir_or_file: Path, device: torch.device) -> tuple[nn.Modu
     The generator is a GAN's G or a diffusion model; its EMA copy when the run kept one
     (``trainer.ema_kimg``).
     """
-    state = load_checkpoint(find_checkpoint(run_dir_or_file))
+    path = find_checkpoint(run_dir_or_file)
+    state = load_checkpoint(path)
     cfg = state["config"]
+    if is_inpainter(cfg):
+        raise LiverGanError(
+            f"{path} is a run of model=inpaint, which fills lesions and draws no slices from noise: "
+            "use it as lesion=learned lesion.checkpoint=RUN_DIR"
+        )
     generator = build_generator(cfg)
     generator.load_state_dict(state[EMA_KEY] if EMA_KEY in state else state["generator"])
     return generator.to(device).eval(), cfg

@@ -71,7 +71,7 @@ def test_train_and_utility_help_name_their_groups_and_options() -> None:
     train_groups = listed_groups(run_cli("liver-gan-train", "--help"))
     assert "classifier" not in train_groups
     # The default run is experiment=quickstart, which picks the small DCGAN.
-    assert train_groups["model"] == ["dcgan", "dcgan_small*", "ddpm", "mlp", "stylegan2"]
+    assert train_groups["model"] == ["dcgan", "dcgan_small*", "ddpm", "inpaint", "mlp", "stylegan2"]
     assert "thesis" in train_groups["experiment"] and "quickstart*" in train_groups["experiment"]
     assert listed_groups(run_cli("liver-gan-utility", "--help")) == {"classifier": ["small_cnn*"], "segmenter": ["unet*"]}
 

@@ -1,6 +1,7 @@
 """Presets that fit the model chosen (issue 25): every experiment composes with every model and the
-valid pairs run ``debug=smoke``; a pair the preset cannot serve (its GAN loss on the diffusion
-model) fails at composition naming the loss; the default experiment sizes a diffusion model to its
+valid pairs run ``debug=smoke``; a pair the preset cannot serve fails in one line (its GAN loss on
+the diffusion model at composition, naming the loss; the inpainter without liver crops and masks at
+start); the default experiment sizes a diffusion model to its
 own cost; experiment=stylegan2 takes FID snapshots and keeps best.pt."""
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ TINY_MODEL = {
         "model.num_train_timesteps=50",
         "model.sample_steps=2",
     ],
+    "inpaint": ["model.channels=[4,8]", "model.strides=[2]", "model.discriminator_channels=4"],
 }
+VALID_AT_COMPOSITION = {("ddpm", "quickstart"), ("ddpm", "inpaint"), ("inpaint", "quickstart"), ("inpaint", "inpaint")}
+# The inpainter learns from liver crops with their masks, which only its own preset gives.
+INPAINT_NEEDS = "model=inpaint fills lesions in liver-centred crops|model=inpaint learns from each slice's tumor mask"
 
 
 def test_every_model_has_tiny_settings_here() -> None:
@@ -76,9 +81,14 @@ def test_every_experiment_with_every_model_smoke_runs_or_fails_naming_the_loss(
 ) -> None:
     cfg = composes(compose_config, smoke(data_dir, experiment, model))
     if isinstance(cfg, ConfigCompositionException):
-        # Only the diffusion model can be refused: each other preset chooses a GAN loss, which it has not.
-        assert model == "ddpm" and experiment != "quickstart", cfg
-        assert "Could not override 'loss'" in str(cfg)
+        # Only a preset made for GANs is refused here: the diffusion model has no loss to choose,
+        # the inpainter no latent_dim for experiment=thesis to set.
+        assert (model, experiment) not in VALID_AT_COMPOSITION and model in ("ddpm", "inpaint"), cfg
+        assert "Could not override 'loss'" in str(cfg) or "not in 'InpaintConfig'" in str(cfg)
+        return
+    if model == "inpaint" and experiment != "inpaint":
+        with pytest.raises(LiverGanError, match=INPAINT_NEEDS):
+            train(cfg, tmp_path / "run")
         return
     metrics = train(cfg, tmp_path / "run")
     assert metrics["status"] == "completed"

@@ -1,4 +1,4 @@
-"""Model families, one module each: the GANs, and the diffusion model (ddpm.py).
+"""Model families, one module each: the GANs, the diffusion model (ddpm.py) and the lesion inpainter (inpaint.py).
 
 Each is built through ``hydra.utils.instantiate(cfg.model, resolution=R, num_classes=C)``, and
 only from a registered builder: the ``_target_`` of a model schema (a subclass of
@@ -12,6 +12,10 @@ ddpm.py), built by :func:`build_diffusion`.  Every GAN builder (a subclass of
 - ``generator(z[N, latent_dim], labels[N] | None) -> images[N, K, R, R]`` in [-1, 1];
 - ``discriminator(images[N, K, R, R], labels[N] | None) -> logits[N]`` (no sigmoid: the losses
   work on logits, and a probability is only ever shown in logs).
+
+The inpainter's builder (:class:`liver_gan.config.InpaintConfig`) also returns
+``(generator, discriminator)``, built by :func:`build_inpainting`; its generator's first argument is
+a crop with a hole, not noise (inpaint.py).
 
 ``C`` is 2 for a conditional model and 0 otherwise; labels are given exactly when ``C > 0``.
 ``K`` (``image_channels``) is 1, the CT, or with ``dataset.masks=true`` the CT and its mask
@@ -28,7 +32,7 @@ from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig
 from torch import nn
 
-from liver_gan.config import BaseModelConfig, DDPMConfig, ModelConfig, register_configs
+from liver_gan.config import BaseModelConfig, DDPMConfig, InpaintConfig, ModelConfig, register_configs
 from liver_gan.data.labels import CLASS_NAMES
 from liver_gan.data.masks import image_channels
 from liver_gan.errors import LiverGanError
@@ -85,8 +89,23 @@ def build_diffusion(cfg: DictConfig) -> nn.Module:
     return _instantiate(cfg)
 
 
+def is_inpainter(cfg: DictConfig) -> bool:
+    """Whether ``cfg.model`` builds the lesion inpainter (``model=inpaint``)."""
+    return issubclass(require_registered_builder(cfg.model._target_, "the config"), InpaintConfig)
+
+
+def build_inpainting(cfg: DictConfig) -> tuple[nn.Module, nn.Module]:
+    """The inpainter's ``(generator, discriminator)`` of ``cfg.model`` at ``cfg.dataset.resolution``."""
+    if not is_inpainter(cfg):
+        raise LiverGanError(f"model._target_={cfg.model._target_} is not the inpainter (model=inpaint)")
+    return _instantiate(cfg)
+
+
 def build_generator(cfg: DictConfig) -> nn.Module:
-    """The network that draws a run's images: a GAN's generator, or the diffusion model itself."""
+    """The network that draws a run's images: a GAN's generator, the diffusion model itself, or the
+    inpainter's generator."""
+    if is_inpainter(cfg):
+        return build_inpainting(cfg)[0]
     return build_gan(cfg)[0] if is_gan(cfg) else build_diffusion(cfg)
 
 

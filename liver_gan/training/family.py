@@ -6,6 +6,9 @@ batches, calls :meth:`Family.step`, logs the scalars it returns, samples grids f
 :meth:`Family.optimizers` under their keys, and evaluates.  A family module provides a
 :class:`Family`, ``check_options(cfg)`` (run before anything is built) and
 ``build_training(cfg, device)``; :func:`family_module` picks it from the model config's schema.
+
+The inpainter (``inpaint_step``) draws from crops with holes instead of noise: its sample grids'
+inputs come from :func:`fixed_inputs`, and the loop evaluates it with liver_gan/metrics/inpainting.py.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from liver_gan.models import is_gan
-from liver_gan.training import diffusion_step, gan_step
+from liver_gan.data.dataset import PreparedDataset
+from liver_gan.models import is_gan, is_inpainter
+from liver_gan.training import diffusion_step, gan_step, inpaint_step
 from liver_gan.training.batch_noise import BatchNoise
+from liver_gan.training.state import FixedSamples
 
 
 class Family(Protocol):
@@ -54,8 +59,22 @@ class Family(Protocol):
 
 
 def family_module(cfg: DictConfig) -> ModuleType:
-    """The module of ``cfg.model``'s family: ``gan_step`` (mlp, dcgan, stylegan2) or ``diffusion_step`` (ddpm)."""
+    """The module of ``cfg.model``'s family: ``gan_step`` (mlp, dcgan, stylegan2), ``diffusion_step``
+    (ddpm) or ``inpaint_step`` (inpaint)."""
+    if is_inpainter(cfg):
+        return inpaint_step
     return gan_step if is_gan(cfg) else diffusion_step
+
+
+def fixed_inputs(
+    cfg: DictConfig, dataset: PreparedDataset, columns: int, device: torch.device
+) -> FixedSamples | None:
+    """The inpainter's sample-grid inputs (fixed training crops with their holes, ``columns`` to a
+    row); None for the families that draw their grids from fixed noise."""
+    if not is_inpainter(cfg):
+        return None
+    count = cfg.trainer.num_fixed_samples
+    return inpaint_step.fixed_inputs(dataset.train, count, columns, cfg.model.hole_dilation, device)
 
 
 def build_family(cfg: DictConfig, device: torch.device) -> Family:

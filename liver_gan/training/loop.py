@@ -4,7 +4,8 @@ The loop is the same for every model family: the run dir, the data, logging and 
 TensorBoard, checkpoints and exact resume, the NaN guard, the time budget, fixed-noise sample
 grids, the generator's EMA copy and the final evaluation.  What differs per family, its networks
 and one training step, is a :class:`~liver_gan.training.family.Family` from its own module
-(``gan_step.py`` for mlp/dcgan/stylegan2, ``diffusion_step.py`` for ddpm).
+(``gan_step.py`` for mlp/dcgan/stylegan2, ``diffusion_step.py`` for ddpm, ``inpaint_step.py`` for
+the lesion inpainter).
 
 With ``trainer.ema_kimg`` set, an exponential moving average of the generator
 (:class:`~liver_gan.training.ema.GeneratorEMA`) is updated after every step; it draws the sample
@@ -49,7 +50,9 @@ from liver_gan.device import check_bf16_supported, device_clock, resolve_device
 from liver_gan.errors import LiverGanError
 from liver_gan.images import image_grid, write_grid_png
 from liver_gan.metrics.evaluate import check_eval_data, check_eval_options, evaluate_generator
+from liver_gan.metrics.inpainting import evaluate_inpainter
 from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
+from liver_gan.models import is_inpainter
 from liver_gan.training.batch_noise import BatchNoise
 from liver_gan.training.checkpoint import (
     check_dataset,
@@ -78,7 +81,7 @@ from liver_gan.training.distributed import (
     warn_on_another_world_size,
 )
 from liver_gan.training.ema import GeneratorEMA
-from liver_gan.training.family import Family, build_family, family_module
+from liver_gan.training.family import Family, build_family, family_module, fixed_inputs
 from liver_gan.training.progress import TrainingTicks, epochs_text, log_result, steps_text
 from liver_gan.training.run_dir import (
     hold_run_dir,
@@ -144,7 +147,8 @@ def _train(
     if evaluates(cfg):
         check_eval_data(dataset, cfg.eval)
     batches = BatchOrder(len(dataset.train), cfg.trainer.batch_size, cfg.seed, device)
-    fixed = draw_fixed_samples(cfg, family.generator.latent_dim, device)
+    columns = grid_columns(cfg)
+    fixed = fixed_inputs(cfg, dataset, columns, device) or draw_fixed_samples(cfg, family.generator.latent_dim, device)
     progress = Progress(step=0, train_seconds=0.0, window=ScalarSums(family.logged_scalars, device))
     if saved is not None:
         check_dataset(saved, dataset.key, resume_from)
@@ -184,10 +188,7 @@ def _train(
                 board.image("real", image_grid(real_examples(dataset.train, fixed), fixed.columns), 0)
             stop_reason = fit(cfg, family, ema, dataset, batches, fixed, progress, board, run_dir, world)
             if cfg.eval.enabled:
-                generator = sampler(family, ema)
-                evaluation = evaluate_generator(
-                    generator, dataset, cfg.eval, run_dir, device, cfg.seed, world, cfg.trainer.max_minutes
-                ) or {}
+                evaluation = final_evaluation(cfg, sampler(family, ema), dataset, run_dir, device, world) or {}
         except (TrainingDiverged, FIDWeightsUnavailable) as error:
             failure = error
         seconds = progress.train_seconds
@@ -211,6 +212,16 @@ def _train(
     if failure is not None:
         raise failure
     return metrics
+
+
+def final_evaluation(
+    cfg: DictConfig, generator: nn.Module, dataset: PreparedDataset, run_dir: Path, device: torch.device, world: World
+) -> dict[str, Any] | None:
+    """The inpainter's fills against mean-filling (it draws nothing from noise), or every other
+    family's samples against the real slices."""
+    if is_inpainter(cfg):
+        return evaluate_inpainter(generator, dataset, cfg, device, world)
+    return evaluate_generator(generator, dataset, cfg.eval, run_dir, device, cfg.seed, world, cfg.trainer.max_minutes)
 
 
 def trained_networks(family: Family, ema: GeneratorEMA | None) -> list[nn.Module]:
