@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.utils.flop_counter import FlopCounterMode
 
 from liver_gan.atomic import atomic_write_text
 from liver_gan.device import process_group_backend
@@ -187,10 +188,21 @@ def stage_training(ctx: Context) -> tuple[Rows, bool]:
             )
             for amp in (False, True):
                 name = f"{label} at {resolution}x{resolution}, {'bf16' if amp else 'fp32'}, batch {batch}"
-                step_rates = time_loop(family_loop(cfg, images, ctx.device, amp), steps, repeats)
-                rows.append(row(name, max(step_rates) * batch, "images/s", f"best of {repeats} x {steps} steps"))
+                loop = family_loop(cfg, images, ctx.device, amp)
+                rate = max(time_loop(loop, steps, repeats)) * batch
+                gflop = step_gflop(loop) / batch
+                note = f"best of {repeats} x {steps} steps; {gflop:.3g} GFLOP/image/step, {rate * gflop / 1e3:.3g} TFLOP/s"
+                rows.append(row(name, rate, "images/s", note))
                 print(f"  {name}: {rows[-1]['value']:.1f} images/s", flush=True)
     return rows, True
+
+
+def step_gflop(loop: Callable[[int], None]) -> float:
+    """GFLOP of the loop's next step (convolutions and matmuls, as torch counts them)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loop(1)
+    return counter.get_total_flops() / 1e9
 
 
 def stage_fid(ctx: Context) -> tuple[Rows, bool]:
