@@ -8,7 +8,7 @@ Each stage runs in its own process under its own time budget (``STAGES``); a sta
 runs out of time is recorded with the end of its output, and the next stage runs.  The results go
 to ``--out`` (default ``$OUT``): ``gpu_check.json``, ``gpu_check.md`` (a fragment for BENCHMARKS.md's
 GPU section, naming the card), ``gpu_check.log`` (every stage's output) and the quality arms' grids.
-``--fail-stage NAME`` makes that stage fail on purpose, to show that the others still run.
+``--fail-stage NAME`` makes that stage fail on purpose once it has run, to show that the others still run.
 """
 
 from __future__ import annotations
@@ -109,9 +109,9 @@ def stage_main(args: argparse.Namespace) -> int:
     ctx.workdir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"rows": []}
     try:
-        if args.fail:
-            raise RuntimeError(f"deliberately failed (--fail-stage {args.stage})")
         record["rows"], passed = STAGE_FUNCTIONS[args.stage](ctx)
+        if args.fail:  # after the stage's own work, so that the dry run still runs all of it
+            raise RuntimeError(f"deliberately failed (--fail-stage {args.stage})")
         record["status"] = "ok" if passed else "failed"
         if not passed:
             record["error"] = "a check in this stage did not pass: see its rows"

@@ -12,7 +12,7 @@
 # The device tool's machine gets the working tree and the carried paths only (../shared stays
 # behind) and at most 64 MiB per call, but the weights alone are 95.7 MB. --prepare therefore
 # writes, into .device/ (which ignores itself through its own .gitignore), the wheels liver-gan needs beyond the
-# machine's image (.device/wheels, about 10 MB) and the weights in two halves (.device/fid-1,
+# machine's image (.device/wheels, about 6 MB) and the weights in two halves (.device/fid-1,
 # .device/fid-2). Two calls in a row, the second within the 30 s the machine stays warm, so that
 # the first half (and the venv, .device/venv) are still there:
 #   run(carry=[".device/wheels", ".device/fid-1"], command="benchmarks/gpu_check.sh --only training ddpm thesis torchrun")

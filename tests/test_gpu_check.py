@@ -52,6 +52,7 @@ def test_the_dry_run_completes_every_stage_and_reports_the_failed_one(fid_weight
     assert rows[("tests", "tests passed")] > 0 and rows[("tests", "tests failed")] == 0
     assert rows[("fid", "relative FID difference, cpu vs cpu")] <= 1e-3
     assert rows[("torchrun", "torchrun liver-gan-train, 5 steps")] == 5
+    assert rows[("ddpm", "DDIM sampling, 2 steps, 32x32, batch 2")] > 0  # the failing stage ran, then failed
     training = [value for (stage, _), value in rows.items() if stage == "training"]
     assert len(training) == 4 and all(value > 0 for value in training)  # 2 models x fp32, bf16
     assert sorted(path.name for path in (out / "grids").iterdir()) == ["dcgan.png", "ddpm.png", "stylegan2_gpu.png"]
