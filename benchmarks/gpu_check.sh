@@ -59,6 +59,10 @@ if $dry_run; then
         if [ -n "$source" ] && [ -f "$source" ]; then ln -s "$(realpath "$source")" "$weights"; break; fi
     done
 else
+    if [ ! -d .device/wheels ]; then
+        echo "gpu_check: .device/wheels is missing: run benchmarks/gpu_check.sh --prepare where PyPI is reachable and carry .device/wheels" >&2
+        exit 2
+    fi
     if [ ! -x .device/venv/bin/python ]; then
         # The image's torch (built for its CUDA) stays; only what it lacks comes from the wheels.
         python3 -m venv --system-site-packages .device/venv
