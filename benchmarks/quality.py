@@ -49,12 +49,15 @@ STYLEGAN2_ARM = ARMS[3][0]
 BUDGET = {False: (3.0, 512), True: (0.5, 128)}
 
 
-def arm_config(overrides: tuple[str, ...], workdir: Path, minutes: float, num_samples: int) -> DictConfig:
-    """One arm's config: the user's overrides, then the shared budget and evaluation."""
+def arm_config(
+    overrides: tuple[str, ...], workdir: Path, minutes: float, num_samples: int, device: str = "cpu", *extra: str
+) -> DictConfig:
+    """One arm's config: the user's overrides, then the shared budget and evaluation on ``device``,
+    then ``extra`` (gpu_check.py's dry run: a tiny phantom and tiny widths)."""
     return compose_config(
         [
             *overrides,
-            "trainer.device=cpu",
+            f"trainer.device={device}",
             f"trainer.max_minutes={minutes}",
             "trainer.max_steps=null",
             "trainer.epochs=100000",  # the minutes stop every arm, not its epochs
@@ -66,6 +69,7 @@ def arm_config(overrides: tuple[str, ...], workdir: Path, minutes: float, num_sa
             "eval.real_pool=train",
             "eval.metrics=[fid,kid]",
             *workdir_overrides(workdir),
+            *extra,
         ]
     )
 

@@ -37,6 +37,7 @@ import torch
 from omegaconf import DictConfig
 
 from liver_gan.data.dataset import prepare_dataset
+from liver_gan.device import training_autocast
 from liver_gan.models import build_gan
 from liver_gan.training.family import build_family
 from liver_gan.training.gan_step import GAN, LOGGED_SCALARS, train_step
@@ -398,13 +399,13 @@ def benchmark_models(workdir: Path, quick: bool, repeats: int) -> Section:
     return section
 
 
-def family_loop(cfg: DictConfig, images: torch.Tensor, device: torch.device) -> Callable[[int], None]:
+def family_loop(cfg: DictConfig, images: torch.Tensor, device: torch.device, amp: bool = False) -> Callable[[int], None]:
     """The shared loop's steps of ``cfg``'s model family (training/family.py) on ``images``, already on
-    ``device``, with batches drawn as the loop draws them."""
+    ``device``, with batches drawn as the loop draws them, under bf16 autocast when ``amp``."""
     torch.manual_seed(cfg.seed)
     family = build_family(cfg, device)
     order = BatchOrder(len(images), cfg.trainer.batch_size, cfg.seed, device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=False)
+    autocast = training_autocast(device, amp)
 
     def batches() -> Iterator[torch.Tensor]:
         while True:

@@ -1,4 +1,9 @@
-"""The training device: resolving ``trainer.device``, what it can do, and reading a clock on it."""
+"""The training device: resolving ``trainer.device``, what it can do, the choices that depend on it
+(autocast, cuDNN's autotuner, the process group's backend, each rank's GPU), and reading a clock on it.
+
+The choices are small pure functions of the device and the options, so that their CPU, GPU and
+multi-GPU answers are tested on a machine without a GPU (tests/test_device_selection.py).
+"""
 
 from __future__ import annotations
 
@@ -65,3 +70,31 @@ def device_clock(device: torch.device) -> float:
     """``time.perf_counter()`` once ``device`` has finished its queued work."""
     synchronize(device)
     return time.perf_counter()
+
+
+def training_autocast(device: torch.device, amp: bool) -> torch.autocast:
+    """bf16 autocast on ``device`` when ``trainer.amp`` is on, else a disabled one (fp32 throughout).
+
+    No GradScaler goes with it: bf16 keeps float32's exponent range, so small gradients do not
+    underflow as float16's do, and loss scaling would only add a pass over the gradients.
+    """
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+
+
+def cudnn_benchmark(deterministic: bool) -> bool:
+    """Whether cuDNN may autotune its convolutions: the fastest kernel per shape, but the choice can
+    differ between runs, so never under ``trainer.deterministic``."""
+    return not deterministic
+
+
+def process_group_backend(cuda_available: bool) -> str:
+    """torch.distributed's backend: gloo for CPU tensors (the ranks' flags and objects are CPU
+    tensors even on GPUs), and NCCL for CUDA tensors where CUDA is available."""
+    return "cpu:gloo,cuda:nccl" if cuda_available else "gloo"
+
+
+def rank_gpu_index(local_rank: int, device_count: int) -> int:
+    """The GPU a rank trains on: its local rank among the ``device_count`` visible GPUs."""
+    if device_count < 1:
+        raise LiverGanError("trainer.device=cuda on several ranks but no GPU is visible; use trainer.device=cpu")
+    return local_rank % device_count

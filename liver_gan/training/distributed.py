@@ -38,6 +38,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from liver_gan.device import process_group_backend, rank_gpu_index
+
 log = logging.getLogger(__name__)
 
 # How long a rank waits for the others at a collective before failing (the default is 30 min):
@@ -87,8 +89,7 @@ def start_world() -> World:
     tensors, NCCL for CUDA tensors where CUDA is available)."""
     world = launched_world()
     if world.distributed and not dist.is_initialized():
-        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
+        dist.init_process_group(process_group_backend(torch.cuda.is_available()), timeout=COLLECTIVE_TIMEOUT)
     return world
 
 
@@ -96,7 +97,7 @@ def rank_device(device: torch.device, world: World) -> torch.device:
     """Each rank's own GPU (its local rank among those visible); the CPU stays the CPU."""
     if device.type != "cuda" or not world.distributed:
         return device
-    index = world.local_rank % torch.cuda.device_count()
+    index = rank_gpu_index(world.local_rank, torch.cuda.device_count())
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
 

@@ -46,7 +46,7 @@ from liver_gan.config import Subset
 from liver_gan.data.dataset import PreparedDataset, SliceSet, prepare_dataset
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.data.summary import write_dataset_summary
-from liver_gan.device import check_bf16_supported, device_clock, resolve_device
+from liver_gan.device import check_bf16_supported, device_clock, resolve_device, training_autocast
 from liver_gan.errors import LiverGanError
 from liver_gan.images import image_grid, write_grid_png
 from liver_gan.metrics.evaluate import check_eval_data, check_eval_options, evaluate_generator
@@ -373,7 +373,7 @@ def fit(
     if progress.step >= total_steps or progress.train_seconds >= budget:
         log.info("nothing left to train: the checkpoint is at step %d of %d", progress.step, total_steps)
         return stop_reason_of(cfg, steps_per_epoch) if progress.step >= total_steps else "max_minutes"
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(trainer.amp))
+    autocast = training_autocast(device, bool(trainer.amp))
     tick_sums = ScalarSums(family.logged_scalars, device)  # the scalars since the last tick line
     # device_clock waits for the device's queued work: else a GPU's speed would be its queueing speed.
     train_seconds_before, session_start = progress.train_seconds, device_clock(device)

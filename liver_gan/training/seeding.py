@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from liver_gan.device import CUBLAS_WORKSPACE_CONFIG, reserve_cublas_workspace
+from liver_gan.device import CUBLAS_WORKSPACE_CONFIG, cudnn_benchmark, reserve_cublas_workspace
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
             )
         reserve_cublas_workspace()
     torch.use_deterministic_algorithms(deterministic)
-    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.benchmark = cudnn_benchmark(deterministic)
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
