@@ -86,7 +86,7 @@ def realism_report(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict
     if cfg.inserted is None:
         raise LiverGanError("task=realism needs inserted=INSERT_RUN (a liver-gan-insert run dir)")
     data = load_inserted(cfg.inserted, crop=Crop.liver.value)
-    real = _all_real(data.real.train, data.real.val).of_class(TUMOR)
+    real = both_splits(data.real.train, data.real.val).of_class(TUMOR)
     inserted = data.tumor
     if len(real) < 2 or len(inserted) < 2:
         raise LiverGanError(
@@ -117,7 +117,7 @@ def realism_report(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict
     }
 
 
-def _all_real(train: SliceSet, val: SliceSet) -> SliceSet:
+def both_splits(train: SliceSet, val: SliceSet) -> SliceSet:
     """Both splits' slices: realism compares textures, it trains nothing that is tested on val."""
     return SliceSet(
         torch.cat([train.images, val.images]),
