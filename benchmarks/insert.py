@@ -37,7 +37,7 @@ from liver_gan.downstream.realism import both_splits, two_sample_auc
 from liver_gan.downstream.report import format_utility_table, utility_report
 
 REPO = Path(__file__).resolve().parents[1]
-LITS117 = REPO.parent / "shared" / "data" / "real-ct" / "lits117"
+LITS117 = REPO.parent / "shared" / "data" / "real-ct" / "lits117"  # ../shared beside the checkout
 PHANTOM_CAVEAT = (
     "pipeline check only: the phantom's tumors come from the same painter as the inserted ones, "
     "so a gain here proves nothing about real data"
@@ -63,6 +63,7 @@ def utility_config(overrides: list[str]):
 
 def synthetic_512(root: Path, count: int, slices: int) -> Path:
     """``count`` abdominal-like 512x512x``slices`` int16 volumes: body, an ellipsoidal liver with noise."""
+    root.mkdir(parents=True, exist_ok=True)
     x, y, z = np.meshgrid(np.arange(512), np.arange(512), np.arange(slices), indexing="ij", sparse=True)
     body = ((x - 256) / 230) ** 2 + ((y - 256) / 180) ** 2 <= 1
     liver = ((x - 340) / 110) ** 2 + ((y - 280) / 90) ** 2 + ((z - slices / 2) / (0.45 * slices)) ** 2 <= 1
@@ -107,10 +108,11 @@ def phantom(workdir: Path, epochs: int) -> None:
     print(format_utility_table(report) + "\n")
 
 
-def lits117_slabs(root: Path, slab: int) -> Path:
+def lits117_slabs(lits117_dir: Path, root: Path, slab: int) -> Path:
     """LiTS patient 117 cut along z into slabs of ``slab`` slices: volume-k / segmentation-k."""
-    volume = nib.load(str(LITS117 / "volume-117.nii.gz"))
-    labels = nib.load(str(LITS117 / "segmentation-117.nii.gz"))
+    root.mkdir(parents=True)
+    volume = nib.load(str(lits117_dir / "volume-117.nii.gz"))
+    labels = nib.load(str(lits117_dir / "segmentation-117.nii.gz"))
     hu, mask = np.asanyarray(volume.dataobj), np.asanyarray(labels.dataobj)
     for number, start in enumerate(range(0, hu.shape[2] - slab + 1, slab), start=1):
         affine = volume.affine.copy()
@@ -141,10 +143,10 @@ def histogram_rows(name: str, hu: np.ndarray) -> str:
     return f"{name:<9} {len(hu):>8}  median {median:6.1f}  IQR {q1:6.1f}-{q3:6.1f}  | {shares}"
 
 
-def lits117(workdir: Path, slab: int) -> None:
-    source = workdir / "lits117-slabs"
+def lits117(lits117_dir: Path, workdir: Path, slab: int) -> None:
+    source = workdir / f"lits117-slabs-{slab}"
     if not source.exists():
-        lits117_slabs(source, slab)
+        lits117_slabs(lits117_dir, source, slab)
     run_dir = workdir / "lits117-insert"
     shutil.rmtree(run_dir, ignore_errors=True)
     insert(run_dir, "dataset=lits", f"dataset.root={source}", f"dataset.cache_dir={workdir / 'cache'}",
@@ -171,6 +173,7 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=32, help="axial slices of each 512x512 volume")
     parser.add_argument("--epochs", type=int, default=5, help="segmenter.epochs of the phantom's utility")
     parser.add_argument("--slab", type=int, default=16, help="slices per lits117 slab (one stand-in patient)")
+    parser.add_argument("--lits117", type=Path, default=LITS117, help="the folder of volume-117 / segmentation-117")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; load average {Path('/proc/loadavg').read_text().split()[:3]}\n")
@@ -179,7 +182,7 @@ def main() -> None:
     if "phantom" in args.only:
         phantom(args.workdir, args.epochs)
     if "lits117" in args.only:
-        lits117(args.workdir, args.slab)
+        lits117(args.lits117, args.workdir, args.slab)
 
 
 if __name__ == "__main__":
