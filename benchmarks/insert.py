@@ -91,17 +91,17 @@ def throughput(workdir: Path, volumes: int, slices: int) -> None:
     print(f"marginal rate: {rate:.3f} volumes/s ({1 / rate:.1f} s per volume)\n")
 
 
-def phantom(workdir: Path, epochs: int) -> None:
+def phantom(workdir: Path, epochs: int, resolution: int) -> None:
     run_dir = workdir / "phantom-insert"
     shutil.rmtree(run_dir, ignore_errors=True)
     seconds = insert(run_dir, "dataset=phantom", f"dataset.root={workdir / 'phantom'}", f"dataset.cache_dir={workdir / 'cache'}",
-                     "dataset.val_fraction=0.25", "dataset.crop=liver", "dataset.resolution=64")
+                     "dataset.val_fraction=0.25", "dataset.crop=liver", f"dataset.resolution={resolution}")
     cfg = utility_config([f"inserted={run_dir}", "task=segmentation", "ratios=[0.5,1.0]", "seeds=[0,1,2]",
                           f"segmenter.epochs={epochs}", "device=cpu"])
     start = time.perf_counter()
     report = utility_report(cfg, torch.device("cpu"))
     print(f"## phantom: utility of inserted tumors ({PHANTOM_CAVEAT})")
-    print(f"liver-gan-insert on the phantom (16 volumes, crop=liver, 64 px): {seconds:.1f} s; "
+    print(f"liver-gan-insert on the phantom (16 volumes, crop=liver, {resolution} px): {seconds:.1f} s; "
           f"utility (4 arms x 3 seeds, segmenter.epochs={epochs}): {time.perf_counter() - start:.0f} s")
     print(f"inserted tumor slices: {report['inserted']['tumor_slices']}, of them label-free: "
           f"{report['inserted']['label_free_tumor_slices']}")
@@ -171,7 +171,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("outputs/benchmarks/insert"))
     parser.add_argument("--volumes", type=int, default=3, help="volumes of the throughput run")
     parser.add_argument("--slices", type=int, default=32, help="axial slices of each 512x512 volume")
-    parser.add_argument("--epochs", type=int, default=5, help="segmenter.epochs of the phantom's utility")
+    parser.add_argument("--epochs", type=int, default=3, help="segmenter.epochs of the phantom's utility")
+    parser.add_argument("--resolution", type=int, default=32, help="dataset.resolution of the phantom's utility")
     parser.add_argument("--slab", type=int, default=16, help="slices per lits117 slab (one stand-in patient)")
     parser.add_argument("--lits117", type=Path, default=LITS117, help="the folder of volume-117 / segmentation-117")
     args = parser.parse_args()
@@ -180,7 +181,7 @@ def main() -> None:
     if "throughput" in args.only:
         throughput(args.workdir, args.volumes, args.slices)
     if "phantom" in args.only:
-        phantom(args.workdir, args.epochs)
+        phantom(args.workdir, args.epochs, args.resolution)
     if "lits117" in args.only:
         lits117(args.lits117, args.workdir, args.slab)
 

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from liver_gan.data.dataset import SliceSet
 from liver_gan.data.labels import TUMOR
-from liver_gan.downstream.realism import patient_halves, two_sample_auc
+from liver_gan.downstream.realism import patient_halves, realism_report, two_sample_auc
 from liver_gan.errors import LiverGanError
 
 SEEDS = (0, 1, 2)
@@ -93,3 +93,9 @@ def test_liver_gan_utility_task_realism_reports_fid_kid_auc_and_writes_a_vtt_kit
     key = json.loads(Path(report["vtt"]["key"]).read_text())
     assert Path(report["vtt"]["page"]).is_file() and report["vtt"]["slices"] == 10 and key
     assert "two-sample AUC" in result.stdout and "FID" in result.stdout
+
+
+def test_realism_needs_an_insert_run(compose_config: Callable[..., DictConfig], tmp_path: Path) -> None:
+    cfg = compose_config(["task=realism"], "utility", hydra=False)
+    with pytest.raises(LiverGanError, match="task=realism needs inserted=INSERT_RUN"):
+        realism_report(cfg, tmp_path, torch.device("cpu"))

@@ -21,6 +21,7 @@ ones.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -140,12 +141,13 @@ def inserted_arms(ratios: Sequence[float]) -> list[Arm]:
 
 def draw(pool: SliceSet, count: int, seed: int) -> SliceSet:
     """``count`` slices of ``pool``, reproducibly from ``seed``: without repeats while the pool lasts."""
-    if count and len(pool) == 0:
+    if count == 0:
+        return pool.select(torch.empty(0, dtype=torch.long))
+    if len(pool) == 0:
         raise LiverGanError("the insert run has no inserted tumor slices at this resolution; insert larger or more lesions")
     rng = torch.Generator().manual_seed(seed)
-    rounds = -(-count // max(len(pool), 1))
-    order = torch.cat([torch.randperm(len(pool), generator=rng) for _ in range(rounds)]) if rounds else torch.empty(0, dtype=torch.long)
-    return pool.select(order[:count])
+    rounds = math.ceil(count / len(pool))
+    return pool.select(torch.cat([torch.randperm(len(pool), generator=rng) for _ in range(rounds)])[:count])
 
 
 def inserted_training_set(data: InsertedData) -> ArmTrainingSet:
