@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from liver_gan.atomic import atomic_write_json
-from liver_gan.config import RealPool, Subset, UtilityTask
+from liver_gan.config import DatasetName, RealPool, Subset, UtilityTask
 from liver_gan.data.dataset import PreparedDataset, SliceSet
 from liver_gan.data.labels import TUMOR
 from liver_gan.downstream.arms import Study, generated_training_set, load_synthetic_source, train_arms, utility_arms
@@ -107,7 +107,7 @@ def generated_study(cfg: DictConfig, device: torch.device) -> Study:
     dataset = classification_dataset(train_cfg)
     training_set = generated_training_set(dataset.train, source, cfg.synthetic_classes)
     return Study(dataset, utility_arms(list(cfg.ratios)), training_set, {"generators": generators},
-                 str(train_cfg.dataset.name), int(train_cfg.seed), gan_warnings(train_cfg))
+                 DatasetName(train_cfg.dataset.name).value, int(train_cfg.seed), gan_warnings(train_cfg))
 
 
 def utility_report(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
@@ -145,12 +145,12 @@ def check_validation_split(task: UtilityTask, validation: dict[str, int], with_m
         if validation["tumor_slices"] == 0:
             raise LiverGanError(
                 "the real validation split has no tumor slices, so tumor Dice is undefined: "
-                "train the GAN with a larger dataset.val_fraction"
+                "train the GAN (or run liver-gan-insert) with a larger dataset.val_fraction"
             )
     elif validation["tumor_slices"] == 0 or validation["healthy_slices"] == 0:
         raise LiverGanError(
             f"the real validation split has {validation['tumor_slices']} tumor and {validation['healthy_slices']} healthy "
-            "slices; both are needed: train the GAN with a larger dataset.val_fraction"
+            "slices; both are needed: train the GAN (or run liver-gan-insert) with a larger dataset.val_fraction"
         )
 
 
