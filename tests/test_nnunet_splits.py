@@ -9,11 +9,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
 from insert_runs import dataset_node, split, write_insert_run, write_real_dataset
+from omegaconf import DictConfig
 
+from liver_gan.cli.utility import write_nnunet_dataset
 from liver_gan.config import HUWindow
 from liver_gan.data.dataset import SliceSet
 from liver_gan.data.labels import TUMOR
@@ -131,3 +134,8 @@ def test_nnunet_v2_verifies_the_exported_dataset(insert_export: Path) -> None:
         exc_type=ImportError,
     )
     verify.verify_dataset_integrity(str(insert_export), num_processes=1)
+
+
+def test_task_nnunet_needs_an_insert_run_and_a_folder(compose_config: Callable[..., DictConfig]) -> None:
+    with pytest.raises(LiverGanError, match="task=nnunet needs inserted=INSERT_RUN and out="):
+        write_nnunet_dataset(compose_config(["task=nnunet", "inserted=somewhere"], "utility", hydra=False))
