@@ -464,6 +464,8 @@ class SampleConfig:
 class UtilityTask(str, Enum):
     classification = "classification"  # healthy vs tumor slices (liver_gan/downstream/classification.py)
     segmentation = "segmentation"  # liver and tumor masks (liver_gan/downstream/segmentation.py)
+    realism = "realism"  # inserted tumors against real ones (liver_gan/downstream/realism.py; needs inserted=)
+    nnunet = "nnunet"  # an insert run and its real patients as an nnU-Net v2 raw dataset at out= (needs inserted=)
 
 
 class SyntheticClasses(str, Enum):
@@ -490,17 +492,22 @@ class ClassifierConfig:
 
 @dataclass
 class UtilityConfig:
-    """``liver-gan-utility``: a conditional ``generator``, or a ``tumor_generator`` and a ``healthy_generator``."""
+    """``liver-gan-utility``: a conditional ``generator``, or a ``tumor_generator`` and a ``healthy_generator``,
+    or an insert run (``inserted``)."""
 
     generator: Optional[str] = None
     tumor_generator: Optional[str] = None
     healthy_generator: Optional[str] = None
+    inserted: Optional[str] = None  # a liver-gan-insert run dir: its real data, split and painted volumes
     task: UtilityTask = UtilityTask.classification
-    classifier: ClassifierConfig = MISSING  # task=classification
+    classifier: ClassifierConfig = MISSING  # task=classification, and task=realism's two-sample test
     segmenter: SegmenterConfig = MISSING  # task=segmentation (generators trained with dataset.masks=true)
     ratios: List[float] = field(default_factory=lambda: [0.5, 1.0])  # synthetic / real training slices
     seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
     synthetic_classes: SyntheticClasses = SyntheticClasses.matched
+    inception_weights: Optional[str] = None  # task=realism's FID and KID; None: $TORCH_HOME's pytorch-fid weights
+    vtt_slices: int = 40  # task=realism: crops in the visual Turing test, half of them inserted
+    out: Optional[str] = None  # task=nnunet: the new dataset folder, e.g. .../nnUNet_raw/Dataset501_LiverInserted
     device: str = "auto"
 
 

@@ -4,7 +4,9 @@
   the slices carry masks;
 - ``nnunet``: an nnU-Net v2 raw dataset folder, ``imagesTr/<case>_0000.nii.gz``,
   ``labelsTr/<case>.nii.gz`` and ``dataset.json`` (one channel named CT, so nnU-Net normalises it
-  as CT; labels background 0, liver 1, tumor 2);
+  as CT; labels background 0, liver 1, tumor 2), with real slices also ``splits_final.json``
+  (synthetic cases in training folds only); :func:`export_nnunet_volumes` does the same for whole
+  volumes (an insert run and its real source);
 - ``lits``: ``volume-N.nii.gz`` and ``segmentation-N.nii.gz`` pairs, as LiTS ships them, which
   ``liver-gan-prepare dataset=lits`` reads back.
 
@@ -24,8 +26,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
+import nibabel as nib
 import numpy as np
 import torch
 from torch import Tensor
@@ -33,12 +36,17 @@ from torch import Tensor
 from liver_gan.atomic import atomic_directory, build_lock
 from liver_gan.config import HUWindow
 from liver_gan.data.dataset import SliceSet
+from liver_gan.data.layouts import Case
 from liver_gan.data.masks import ct, has_masks, label_maps
 from liver_gan.data.nifti import write_nifti
 from liver_gan.errors import LiverGanError
 
 NIFTI_ENDING = ".nii.gz"
 NNUNET_LABELS = {"background": 0, "liver": 1, "tumor": 2}
+NNUNET_SPLITS_FILE = "splits_final.json"
+NNUNET_FOLDS = 5
+# nnU-Net v2 shuffles its default folds with KFold(n_splits=5, shuffle=True, random_state=12345).
+NNUNET_SPLIT_SEED = 12345
 
 # (stack name -> (N, C, R, R) slices in [-1, 1]), written in this order.
 Stacks = Mapping[str, Tensor]
@@ -118,26 +126,106 @@ def export_nifti(stacks: Stacks, directory: Path, window: HUWindow, spacing: Spa
     return _write_new_folder(directory, write)
 
 
-def export_nnunet(stacks: Stacks, directory: Path, window: HUWindow, spacing: Spacing) -> Path:
-    """An nnU-Net v2 raw dataset folder (``directory`` should be named ``DatasetXXX_Name``)."""
+def nnunet_splits(
+    real_cases: Mapping[str, int], synthetic_cases: Mapping[str, int | None], num_folds: int = NNUNET_FOLDS
+) -> list[dict[str, list[str]]]:
+    """nnU-Net v2's ``splits_final.json``: ``num_folds`` folds of the real cases by patient (case ->
+    patient id).  A synthetic case (case -> its source patient, or None) is only ever in training
+    lists: of every fold, or with a source patient of the folds that do not validate on that patient,
+    since a tumor painted into a patient's scan would carry the patient into training."""
+    patients = sorted(set(real_cases.values()))
+    if len(patients) < num_folds:
+        raise LiverGanError(
+            f"nnU-Net's {num_folds} folds by patient need at least {num_folds} real patients, got {len(patients)}"
+        )
+    order = np.random.default_rng(NNUNET_SPLIT_SEED).permutation(patients).tolist()
+    folds = []
+    for fold in range(num_folds):
+        held_out = set(order[fold::num_folds])
+        val = sorted(case for case, patient in real_cases.items() if patient in held_out)
+        train = sorted(case for case, patient in real_cases.items() if patient not in held_out)
+        train += sorted(case for case, patient in synthetic_cases.items() if patient not in held_out)
+        folds.append({"train": train, "val": val})
+    return folds
+
+
+def nnunet_dataset_json(name: str, description: str, num_cases: int) -> dict:
+    """dataset.json: one channel named CT (so nnU-Net normalises it as CT), background/liver/tumor."""
+    return {
+        "name": name,
+        "description": description,
+        "channel_names": {"0": "CT"},
+        "labels": NNUNET_LABELS,
+        "numTraining": num_cases,
+        "file_ending": NIFTI_ENDING,
+    }
+
+
+def export_nnunet(
+    stacks: Stacks, directory: Path, window: HUWindow, spacing: Spacing, real: SliceSet | None = None
+) -> Path:
+    """An nnU-Net v2 raw dataset folder (``directory`` should be named ``DatasetXXX_Name``).
+
+    With ``real`` slices (with masks) they are exported too, as ``real_<patient>_<slice>``, and
+    ``splits_final.json`` holds nnU-Net's 5 folds of them by patient, with every synthetic case in
+    the training lists only (``nnUNetv2_plan_and_preprocess`` copies it to the preprocessed folder,
+    where training reads it)."""
     _require_masks(stacks, "nnunet")
+    if real is not None:
+        _require_masks({"real": real.images}, "nnunet")
 
     def write(tmp: Path) -> None:
-        cases = _cases(stacks, window)
-        for name, index, hu, labels in cases:
-            case = f"{name}_{index:05d}"
+        cases = {f"{name}_{index:05d}": (hu, labels) for name, index, hu, labels in _cases(stacks, window)}
+        synthetic = dict.fromkeys(cases)  # generated from noise: no source patient
+        real_cases = {}
+        if real is not None:
+            numbers = real.slice_indices if real.slice_indices is not None else torch.arange(len(real))
+            for (_, _, hu, labels), patient, number in zip(_cases({"real": real.images}, window), real.patient_ids.tolist(), numbers.tolist()):
+                real_cases[f"real_{patient:04d}_{number:04d}"] = patient
+                cases[f"real_{patient:04d}_{number:04d}"] = (hu, labels)
+        for case, (hu, labels) in cases.items():
             write_case(tmp / "imagesTr" / f"{case}_0000{NIFTI_ENDING}", tmp / "labelsTr" / f"{case}{NIFTI_ENDING}", hu, labels, spacing)
-        dataset = {
-            "name": directory.name,
-            "description": "synthetic liver CT slices with liver and tumor labels, generated by liver-gan",
-            "channel_names": {"0": "CT"},
-            "labels": NNUNET_LABELS,
-            "numTraining": len(cases),
-            "file_ending": NIFTI_ENDING,
-        }
-        (tmp / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
+        description = "synthetic liver CT slices with liver and tumor labels, generated by liver-gan"
+        _write_json(tmp / "dataset.json", nnunet_dataset_json(directory.name, description, len(cases)))
+        if real is not None:
+            _write_json(tmp / NNUNET_SPLITS_FILE, nnunet_splits(real_cases, synthetic))
 
     return _write_new_folder(directory, write)
+
+
+def export_nnunet_volumes(real: Sequence[Case], inserted: Sequence[Case], directory: Path) -> Path:
+    """An nnU-Net v2 raw dataset of whole volumes: the real cases as ``real_<patient>`` and the
+    cases with inserted tumors as ``inserted_<patient>``, each pair rewritten as it was read (same
+    voxels, affine and scaling), and ``splits_final.json`` with 5 folds by patient, inserted cases
+    in training lists only, never in a fold that validates on their source patient."""
+    directory = Path(directory)
+
+    def write(tmp: Path) -> None:
+        named = [(f"real_{case.patient_id:04d}", case) for case in real]
+        named += [(f"inserted_{case.patient_id:04d}", case) for case in inserted]
+        for name, case in named:
+            _copy_nifti(case.volume, tmp / "imagesTr" / f"{name}_0000{NIFTI_ENDING}")
+            _copy_nifti(case.segmentation, tmp / "labelsTr" / f"{name}{NIFTI_ENDING}")
+        description = "real liver CT volumes and the same patients' volumes with tumors inserted by liver-gan-insert"
+        _write_json(tmp / "dataset.json", nnunet_dataset_json(directory.name, description, len(named)))
+        splits = nnunet_splits(
+            {name: case.patient_id for name, case in named[: len(real)]},
+            {name: case.patient_id for name, case in named[len(real) :]},
+        )
+        _write_json(tmp / NNUNET_SPLITS_FILE, splits)
+
+    return _write_new_folder(directory, write)
+
+
+def _copy_nifti(source: Path, target: Path) -> None:
+    """``source`` as a gzipped NIfTI, its array and header unchanged (nibabel reads .nii and .nii.gz)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    image = nib.load(str(source))
+    nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj), image.affine, image.header), str(target))
+
+
+def _write_json(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def export_lits(stacks: Stacks, directory: Path, window: HUWindow, spacing: Spacing) -> Path:

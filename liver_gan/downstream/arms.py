@@ -16,14 +16,14 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from liver_gan.config import Subset, SyntheticClasses, UtilityTask
-from liver_gan.data.dataset import SliceSet
+from liver_gan.data.dataset import PreparedDataset, SliceSet
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.data.masks import ct, label_maps
 from liver_gan.downstream.classification import METRICS, classification_metrics, train_classifier, tumor_probabilities
@@ -204,6 +204,44 @@ def task_scorer(cfg: DictConfig, val: SliceSet, device: torch.device) -> tuple[t
     return METRICS, classification_scorer(cfg, val, device)
 
 
+@dataclass(frozen=True)
+class ArmSet:
+    """What one arm trains on with one seed."""
+
+    images: Tensor
+    labels: Tensor
+    num_real: int
+    num_synthetic: int
+
+
+# (arm, seed) -> the arm's training slices for that seed.
+ArmTrainingSet = Callable[[Arm, int], ArmSet]
+
+
+@dataclass(frozen=True)
+class Study:
+    """Where an experiment's slices come from: the real dataset (its train and val split), the
+    arms, how each arm's training set is drawn, what the synthetic slices are, and its caveats."""
+
+    dataset: PreparedDataset
+    arms: list[Arm]
+    training_set: ArmTrainingSet
+    source: dict[str, Any]  # for utility.json: the generators, or the insert run
+    dataset_name: str
+    split_seed: int
+    warnings: list[str]
+
+
+def generated_training_set(train: SliceSet, source: SyntheticSource, classes: SyntheticClasses) -> ArmTrainingSet:
+    """The arms of ``utility_arms``: the real training slices and/or a generator's slices."""
+
+    def training_set(arm: Arm, seed: int) -> ArmSet:
+        images, labels, num_synthetic = arm_training_set(arm, train, source, classes, seed)
+        return ArmSet(images, labels, len(train) if arm.uses_real else 0, num_synthetic)
+
+    return training_set
+
+
 def run_arms(
     train: SliceSet,
     val: SliceSet,
@@ -211,12 +249,20 @@ def run_arms(
     cfg: DictConfig,
     device: torch.device,
 ) -> dict[str, dict]:
+    """The arms of ``utility_arms`` with a generator's slices (see :func:`train_arms`)."""
+    training_set = generated_training_set(train, source, cfg.synthetic_classes)
+    return train_arms(utility_arms(list(cfg.ratios)), training_set, val, cfg, device)
+
+
+def train_arms(
+    arms: Sequence[Arm], training_set: ArmTrainingSet, val: SliceSet, cfg: DictConfig, device: torch.device
+) -> dict[str, dict]:
     """Train and test every arm with every seed; per arm the metrics' mean, std and per-seed values,
-    and for a task scored per patient each patient's values over the seeds."""
+    and for a task scored per patient each patient's values over the seeds.  The first arm is the
+    baseline every other arm is compared with."""
     seeds = list(cfg.seeds)
     if len(set(seeds)) < MIN_SEEDS:
         raise LiverGanError(f"seeds={seeds}: give at least {MIN_SEEDS} distinct seeds, so that a std can be reported")
-    arms = utility_arms(list(cfg.ratios))
     metrics, train_and_score = task_scorer(cfg, val, device)
     results: dict[str, dict] = {}
     progress = PhaseProgress("utility", len(arms) * len(seeds), "models")
@@ -224,8 +270,8 @@ def run_arms(
         per_seed: dict[str, list[float]] = {metric: [] for metric in metrics}
         per_patient: dict[str, dict[str, list[float | None]]] = {}
         for seed in seeds:
-            images, labels, num_synthetic = arm_training_set(arm, train, source, cfg.synthetic_classes, seed)
-            scores = train_and_score(images, labels, seed)
+            drawn = training_set(arm, seed)
+            scores = train_and_score(drawn.images, drawn.labels, seed)
             for metric, value in scores.metrics.items():
                 per_seed[metric].append(value)
             for patient, row in (scores.per_patient or {}).items():
@@ -234,13 +280,13 @@ def run_arms(
             progress.update()
         results[arm.name] = {
             "title": arm.title,
-            "num_real": len(train) if arm.uses_real else 0,
-            "num_synthetic": num_synthetic,
+            "num_real": drawn.num_real,
+            "num_synthetic": drawn.num_synthetic,
             "metrics": {metric: summarise(values) for metric, values in per_seed.items()},
         }
         if per_patient:
             results[arm.name]["per_patient"] = per_patient
     progress.close()
     for arm in arms[1:]:
-        results[arm.name]["vs_real_only"] = compare_with_real_only(results[arm.name], results["real_only"])
+        results[arm.name]["vs_real_only"] = compare_with_real_only(results[arm.name], results[arms[0].name])
     return results

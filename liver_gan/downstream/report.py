@@ -11,12 +11,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from liver_gan.atomic import atomic_write_json
-from liver_gan.config import RealPool, Subset, UtilityTask
+from liver_gan.config import DatasetName, RealPool, Subset, UtilityTask
 from liver_gan.data.dataset import PreparedDataset, SliceSet
 from liver_gan.data.labels import TUMOR
-from liver_gan.downstream.arms import load_synthetic_source, run_arms
+from liver_gan.downstream.arms import Study, generated_training_set, load_synthetic_source, train_arms, utility_arms
 from liver_gan.data.masks import has_masks
 from liver_gan.downstream.classification import METRICS
+from liver_gan.downstream.inserted import inserted_study
 from liver_gan.downstream.segmentation import SEGMENTATION_METRICS
 from liver_gan.errors import LiverGanError
 from liver_gan.runs import run_dataset
@@ -43,19 +44,22 @@ def split_counts(slices: SliceSet) -> dict[str, int]:
     }
 
 
-def honesty_warnings(train_cfg: DictConfig, validation: dict[str, int]) -> list[str]:
-    warnings = []
+def gan_warnings(train_cfg: DictConfig) -> list[str]:
     if RealPool(train_cfg.eval.real_pool) is not RealPool.train:
-        warnings.append(
+        return [
             f"the GAN's FID used eval.real_pool={train_cfg.eval.real_pool}: if this checkpoint was picked by "
             "that FID, the validation slices helped choose the GAN and the results are optimistic"
-        )
+        ]
+    return []
+
+
+def validation_warnings(validation: dict[str, int]) -> list[str]:
     if validation["patients"] < 5:
-        warnings.append(
+        return [
             f"only {validation['patients']} validation patients: slices of one patient are correlated, "
             "so the effective sample size is small"
-        )
-    return warnings
+        ]
+    return []
 
 
 def _cell(arm: dict[str, Any], metric: str) -> str:
@@ -97,19 +101,28 @@ def write_tensorboard(log_dir: Path, report: dict[str, Any]) -> None:
         writer.add_text("utility", f"```\n{format_utility_table(report)}\n```")
 
 
+def generated_study(cfg: DictConfig, device: torch.device) -> Study:
+    """The utility experiment on a GAN's slices (``generator=`` or the per-class pair)."""
+    source, train_cfg, generators = load_synthetic_source(cfg, device)
+    dataset = classification_dataset(train_cfg)
+    training_set = generated_training_set(dataset.train, source, cfg.synthetic_classes)
+    return Study(dataset, utility_arms(list(cfg.ratios)), training_set, {"generators": generators},
+                 DatasetName(train_cfg.dataset.name).value, int(train_cfg.seed), gan_warnings(train_cfg))
+
+
 def utility_report(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     """Train and test every arm of ``cfg`` (a ``UtilityConfig``); the report ``utility.json`` holds."""
-    source, train_cfg, generators = load_synthetic_source(cfg, device)
     task = UtilityTask(cfg.task)
-    dataset = classification_dataset(train_cfg)
+    study = inserted_study(cfg) if cfg.inserted is not None else generated_study(cfg, device)
+    dataset = study.dataset
     validation = split_counts(dataset.val)
     check_validation_split(task, validation, has_masks(dataset.val.images))
     model_key, model_cfg = ("segmenter", cfg.segmenter) if task is UtilityTask.segmentation else ("classifier", cfg.classifier)
     return {
         "task": task.value,
         "metric_names": list(SEGMENTATION_METRICS if task is UtilityTask.segmentation else METRICS),
-        "generators": generators,
-        "dataset": {"name": train_cfg.dataset.name, "key": dataset.key, "resolution": dataset.resolution, "split_seed": train_cfg.seed},
+        **study.source,
+        "dataset": {"name": study.dataset_name, "key": dataset.key, "resolution": dataset.resolution, "split_seed": study.split_seed},
         "validation": validation,
         "training": split_counts(dataset.train),
         "seeds": list(cfg.seeds),
@@ -117,8 +130,8 @@ def utility_report(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
         "synthetic_classes": cfg.synthetic_classes.value,
         model_key: OmegaConf.to_container(model_cfg, resolve=True),
         "significance_rule": SIGNIFICANCE_RULE,
-        "warnings": honesty_warnings(train_cfg, validation),
-        "arms": run_arms(dataset.train, dataset.val, source, cfg, device),
+        "warnings": [*study.warnings, *validation_warnings(validation)],
+        "arms": train_arms(study.arms, study.training_set, dataset.val, cfg, device),
     }
 
 
@@ -132,12 +145,12 @@ def check_validation_split(task: UtilityTask, validation: dict[str, int], with_m
         if validation["tumor_slices"] == 0:
             raise LiverGanError(
                 "the real validation split has no tumor slices, so tumor Dice is undefined: "
-                "train the GAN with a larger dataset.val_fraction"
+                "train the GAN (or run liver-gan-insert) with a larger dataset.val_fraction"
             )
     elif validation["tumor_slices"] == 0 or validation["healthy_slices"] == 0:
         raise LiverGanError(
             f"the real validation split has {validation['tumor_slices']} tumor and {validation['healthy_slices']} healthy "
-            "slices; both are needed: train the GAN with a larger dataset.val_fraction"
+            "slices; both are needed: train the GAN (or run liver-gan-insert) with a larger dataset.val_fraction"
         )
 
 
