@@ -69,7 +69,7 @@ def train_task(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    sys.argv = [sys.argv[0], *with_saved_overrides(sys.argv[1:])]
+    sys.argv = [sys.argv[0], *report_user_errors(with_saved_overrides)(sys.argv[1:])]
     run_hydra_app(train_task, "train")
 
 
