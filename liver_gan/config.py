@@ -382,6 +382,7 @@ class PrepareConfig:
     dataset: DatasetConfig = MISSING
     seed: int = 0
     export: Optional[str] = None  # imagefolder: also write train|val/healthy|tumor/*.png
+    overwrite: bool = False  # replace an earlier imagefolder export (only the files it wrote)
 
 
 @dataclass
@@ -422,6 +423,7 @@ class SampleConfig:
     # The nnU-Net raw dataset folder written under out with format=nnunet (nnU-Net's DatasetXXX_Name form).
     nnunet_dataset: str = "Dataset900_LiverGanSynthetic"
     sample_steps: Optional[int] = None  # DDIM steps of a diffusion model (fewer: faster, coarser); None: the run's
+    overwrite: bool = False  # png/npy: replace an earlier export in out (only the files it wrote)
 
 
 class UtilityTask(str, Enum):

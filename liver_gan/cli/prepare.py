@@ -27,7 +27,7 @@ def prepare(cfg: DictConfig) -> None:
     print(format_summary_table(dataset.summary))
     print(f"dataset cache key {dataset.key}; summary written to {summary_path}")
     if cfg.export == "imagefolder":
-        print(f"ImageFolder export written to {export_imagefolder(dataset, run_dir / 'imagefolder')}")
+        print(f"ImageFolder export written to {export_imagefolder(dataset, run_dir / 'imagefolder', cfg.overwrite)}")
 
 
 def main() -> None:

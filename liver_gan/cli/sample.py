@@ -12,6 +12,8 @@ own resolution.
   and with png ``<out>/<stack>_labels/*.png`` (pixel values 0, 1, 2).
 - ``format=nifti|nnunet|lits``: ``<out>/nifti/``, ``<out>/<nnunet_dataset>/`` or ``<out>/lits/``
   in Hounsfield units with the source data's spacing (liver_gan/data/segmentation_export.py).
+- Nothing in ``out`` is replaced (liver_gan.atomic.write_export): a name already taken there is
+  refused, and ``overwrite=true`` replaces only what an earlier export wrote.
 A diffusion model draws with its run's ``model.sample_steps`` DDIM steps, or ``sample_steps=N``.
 """
 
@@ -27,7 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from liver_gan.atomic import atomic_write
+from liver_gan.atomic import atomic_write, write_export
 from liver_gan.cli import report_user_errors, run_hydra_app
 from liver_gan.config import SampleFormat
 from liver_gan.data.labels import CLASS_NAMES
@@ -150,7 +152,7 @@ def sample(cfg: DictConfig) -> None:
     counts = ", ".join(f"{len(images)} {name}" for name, images in stacks.items())
     resolution = next(iter(stacks.values())).shape[-1]
     if SampleFormat(cfg.format) in (SampleFormat.png, SampleFormat.npy):
-        written = write_stacks(stacks, SampleFormat(cfg.format), out)
+        written = write_export(out, lambda tmp: write_stacks(stacks, SampleFormat(cfg.format), tmp), cfg.overwrite)
         print(f"{counts} images of {resolution}x{resolution}: {', '.join(str(path) for path in written)}")
     else:
         print(f"{counts} images of {resolution}x{resolution}: {export_stacks(stacks, cfg, train_cfg, out)}")
