@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_run_dir import TINY_TRAINER
 
 from liver_gan.cli.train import main as train_main
 from liver_gan.errors import LiverGanError
@@ -104,3 +105,34 @@ def test_saved_overrides_refuses_a_record_that_is_no_list_of_overrides(tmp_path:
 
 def test_a_run_dir_without_a_record_has_no_saved_overrides(tmp_path: Path) -> None:
     assert saved_overrides(tmp_path) == []
+
+
+def run_train(monkeypatch: pytest.MonkeyPatch, *argv: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["liver-gan-train", *argv])
+    train_main()
+
+
+def test_a_cross_run_resume_refuses_a_run_dir_holding_its_own_run(
+    tiny_phantom: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The repro of item 3: resuming B's checkpoint in A replaced A's checkpoints, .hydra/ and metrics.json."""
+    tiny = [*tiny_phantom, *TINY_TRAINER]
+    run_a, run_b = tmp_path / "A", tmp_path / "B"
+    run_train(monkeypatch, *tiny, f"hydra.run.dir={run_a}")
+    run_train(monkeypatch, *tiny, "seed=1", f"hydra.run.dir={run_b}")
+    before = {name: digest for name, digest in checksums(run_a).items() if name != "train.log"}
+    assert "checkpoints/last.pt" in before
+    capsys.readouterr()
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_train(monkeypatch, *tiny, "seed=1", "trainer.max_steps=3",
+                  f"trainer.resume={run_b / 'checkpoints' / 'last.pt'}", f"hydra.run.dir={run_a}")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds a run of its own" in err
+    assert {name: digest for name, digest in checksums(run_a).items() if name != "train.log"} == before
+
+    run_c = tmp_path / "C"  # an empty run dir may continue B
+    run_train(monkeypatch, *tiny, "seed=1", "trainer.max_steps=3",
+              f"trainer.resume={run_b / 'checkpoints' / 'last.pt'}", f"hydra.run.dir={run_c}")
+    assert (run_c / "checkpoints" / "last.pt").is_file()

@@ -35,6 +35,7 @@ from liver_gan.models import require_registered_builder
 from liver_gan.training.distributed import RANK_STREAMS_KEY
 from liver_gan.training.seeding import restore_rng_state, rng_state
 from liver_gan.training.ema import GeneratorEMA
+from liver_gan.training.run_dir import holds_outputs
 from liver_gan.training.family import Family
 from liver_gan.training.state import BatchOrder, FixedSamples, Progress
 
@@ -260,7 +261,11 @@ def prune_epoch_checkpoints(checkpoints: Path, keep: int | None) -> None:
 
 
 def resume_checkpoint(resume: str, run_dir: Path) -> Path | None:
-    """The checkpoint ``trainer.resume`` asks for: none, auto (this run dir's last.pt, if any) or a file."""
+    """The checkpoint ``trainer.resume`` asks for: none, auto (this run dir's last.pt, if any) or a file.
+
+    A file of another run continues that run in ``run_dir`` only when ``run_dir`` holds no run's
+    outputs of its own: a cross-run resume never replaces another run's checkpoints and metrics.
+    """
     if resume == "none":
         return None
     if resume == "auto":
@@ -273,6 +278,11 @@ def resume_checkpoint(resume: str, run_dir: Path) -> Path | None:
     if not path.is_file():
         raise LiverGanError(
             f"trainer.resume={resume}: no such checkpoint file; use none, auto or a checkpoints/*.pt path"
+        )
+    if path.resolve().parent != (Path(run_dir) / "checkpoints").resolve() and holds_outputs(run_dir):
+        raise LiverGanError(
+            f"trainer.resume={resume} continues another run, but {run_dir} holds a run of its own, which it would "
+            "replace; continue in an empty hydra.run.dir (or none: the default is a new dir)"
         )
     return path
 

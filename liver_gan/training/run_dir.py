@@ -31,7 +31,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from liver_gan.atomic import atomic_write_text
 from liver_gan.errors import LiverGanError
-from liver_gan.runs import saved_overrides
 from liver_gan.training.distributed import broadcast_from_main, start_world
 
 log = logging.getLogger(__name__)
@@ -94,6 +93,11 @@ def holds_checkpoints(run_dir: Path) -> bool:
     return any((Path(run_dir) / "checkpoints").glob("*.pt"))
 
 
+def holds_outputs(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds what a run wrote (checkpoints, samples, metrics), not only its record."""
+    return holds_checkpoints(run_dir) or any((Path(run_dir) / name).exists() for name in PREVIOUS_RUN_OUTPUTS[1:])
+
+
 def holds_a_run(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds an earlier run's record or checkpoints, which a failed start must keep."""
     return (Path(run_dir) / HYDRA_SUBDIR).is_dir() or holds_checkpoints(run_dir)
@@ -154,6 +158,8 @@ def with_saved_overrides(argv: Sequence[str]) -> list[str]:
     (by key, and a config group with every key under it), so the user's own values win.  Whether
     they conflict with the checkpoint is for the resume checks to say.
     """
+    from liver_gan.runs import saved_overrides  # liver_gan.runs reads checkpoints, which import this module
+
     args = get_args_parser().parse_args(list(argv))
     given = dict(_split(override) for override in args.overrides)
     if args.multirun or given.get("trainer.resume") != "auto" or "hydra.run.dir" not in given:
