@@ -20,8 +20,10 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from liver_gan.config import DatasetConfig, TrainConfig
-from liver_gan.data.dataset import PreparedDataset, prepare_dataset
+from liver_gan.config import DatasetConfig, DatasetName, TrainConfig
+from liver_gan.data.cache import is_entry
+from liver_gan.data.dataset import PreparedDataset, dataset_cache_key, prepare_dataset
+from liver_gan.data.phantom.storage import is_complete_phantom, phantom_folder
 from liver_gan.errors import LiverGanError
 from liver_gan.models import build_generator, require_registered_builder
 from liver_gan.training.checkpoint import (
@@ -34,6 +36,8 @@ from liver_gan.training.checkpoint import (
 )
 
 SAVED_OVERRIDES = Path(".hydra") / "overrides.yaml"
+# Where a checkpoint's phantom is synthesized and its caches built when its own paths may not be written.
+LOCAL_OUTPUTS = Path("outputs")
 # Hydra's override prefixes that add (+), force-add (++) or delete (~) keys: never replayed from disk.
 KEY_CHANGING_PREFIXES = ("+", "~")
 
@@ -65,10 +69,42 @@ def load_generator(run_dir_or_file: Path, device: torch.device) -> tuple[nn.Modu
 def run_dataset(train_cfg: DictConfig, **overrides: Any) -> PreparedDataset:
     """The dataset a run trained on, from its saved config and seed (so the same patient split).
 
-    ``overrides`` replace dataset options, e.g. ``subset="all"``.
+    ``overrides`` replace dataset options, e.g. ``subset="all"`` or a ``root`` and ``cache_dir``
+    the user gives.  The paths in a checkpoint's config are read, never written to
+    (:func:`readable_dataset_paths`).
     """
     dataset_cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), train_cfg.dataset, overrides)
+    root, cache_dir = readable_dataset_paths(dataset_cfg, "root" in overrides, "cache_dir" in overrides)
+    dataset_cfg.root, dataset_cfg.cache_dir = str(root), str(cache_dir)
     return prepare_dataset(dataset_cfg, seed=train_cfg.seed)
+
+
+def readable_dataset_paths(dataset_cfg: DictConfig, root_given: bool, cache_given: bool) -> tuple[Path, Path]:
+    """The dataset root and cache dir to use for a checkpoint's dataset, which may name anyone's folders.
+
+    A saved phantom root is used only when it already holds the whole phantom, a saved cache dir
+    only when it already holds this dataset's entry; otherwise the phantom is synthesized and the
+    cache built under the current ``outputs/``.  A saved root of real data is read, and must exist.
+    Paths the user gave (``root_given``, ``cache_given``) are used as they are.
+    """
+    root = Path(dataset_cfg.root).expanduser()
+    phantom = DatasetName(dataset_cfg.name) is DatasetName.phantom
+    data_root = phantom_folder(root, dataset_cfg.phantom) if phantom else root
+    if not root_given:
+        if phantom and not is_complete_phantom(data_root, dataset_cfg.phantom):
+            root = LOCAL_OUTPUTS / "phantom"
+        elif not root.is_dir():
+            raise LiverGanError(
+                f"dataset.root={root} (from the run's config) is no folder here; give the run's data with dataset.root=DIR"
+            )
+    saved_cache = Path(dataset_cfg.cache_dir).expanduser()
+    if cache_given or (root != LOCAL_OUTPUTS / "phantom" and _holds_entry(saved_cache, dataset_cfg, data_root)):
+        return root, saved_cache
+    return root, LOCAL_OUTPUTS / "cache"
+
+
+def _holds_entry(cache_dir: Path, dataset_cfg: DictConfig, data_root: Path) -> bool:
+    return data_root.is_dir() and is_entry(cache_dir / dataset_cache_key(dataset_cfg, data_root))
 
 
 def read_overrides_file(path: Path) -> list[str]:
