@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 TEMPORARY_SUFFIX = ".tmp"
 LOCK_SUFFIX = ".lock"
+# Written first into every cache entry a build makes: liver-gan-cache prunes only folders holding it.
+CACHE_ENTRY_MARKER = ".liver-gan-cache-entry"
 # What an export wrote into its out folder, file by file: what overwrite=true may replace there.
 EXPORT_MANIFEST = ".liver-gan-export.json"
 # mkstemp / mkdtemp put 8 characters of this alphabet between the prefix and the suffix.
@@ -122,6 +124,16 @@ def build_once(
                 return True
     _mark_used(path)
     return False
+
+
+def mark_cache_entry(directory: Path) -> None:
+    """Mark the folder a cache build is writing as a cache entry, before anything else goes in, so
+    that even a damaged or half-built entry is known to be the cache's own."""
+    (Path(directory) / CACHE_ENTRY_MARKER).touch()  # empty: its name is the proof
+
+
+def is_marked_cache_entry(path: Path) -> bool:
+    return (Path(path) / CACHE_ENTRY_MARKER).is_file()
 
 
 def _mark_used(path: Path) -> None:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 from torch import Tensor
 
-from liver_gan.atomic import build_once
+from liver_gan.atomic import build_once, mark_cache_entry
 from liver_gan.errors import LiverGanError
 from liver_gan.images import to_uint8
 from liver_gan.metrics.fid import Statistics, feature_statistics
@@ -76,6 +76,7 @@ def reference_statistics(
     entry = Path(cache_dir) / key.digest()
 
     def compute(directory: Path) -> None:
+        mark_cache_entry(directory)
         log.info(
             "reference statistics: cache miss, computing features of %d real images into %s", key.num_images, entry
         )
