@@ -39,6 +39,9 @@ from liver_gan.errors import LiverGanError
 GZIP_MAX_EXPANSION = 1032
 # How far a float mask's values may lie from whole labels (resampling leaves 0.9999 and 2.0001).
 MASK_TOLERANCE = 1e-3
+# How far a segmentation's affine entries may lie from its volume's (mm): float32 header rounding
+# stays far below it, while a shifted origin, another spacing or a rotation does not.
+AFFINE_TOLERANCE_MM = 1e-3
 
 
 @dataclass(frozen=True)
@@ -233,7 +236,25 @@ def _check_same_grid(
             f"from its volume {volume_path} ({''.join(ornt2axcodes(orientation))}); "
             "write the segmentation with the volume's affine"
         )
+    _check_same_affine(volume, volume_path, segmentation, segmentation_path)
     return orientation
+
+
+def _check_same_affine(
+    volume: nib.Nifti1Image, volume_path: Path, segmentation: nib.Nifti1Image, segmentation_path: Path
+) -> None:
+    """Same axes are not enough: a shifted origin, other spacing or a rotation puts the mask
+    elsewhere in the body, so the affines must agree (within float rounding, as ``np.allclose``)."""
+    if np.allclose(segmentation.affine, volume.affine, rtol=0.0, atol=AFFINE_TOLERANCE_MM):
+        return
+    difference = float(np.max(np.abs(segmentation.affine - volume.affine)))
+    shift = np.round(segmentation.affine[:3, 3] - volume.affine[:3, 3], 3).tolist()
+    spacings = [np.round(image.header.get_zooms()[:3], 3).tolist() for image in (segmentation, volume)]
+    raise LiverGanError(
+        f"{segmentation_path}: its affine differs from its volume {volume_path}'s by up to {difference:.3g} "
+        f"(origin shifted by {shift} mm, spacing {spacings[0]} vs {spacings[1]} mm); "
+        "the mask is on another physical grid: write the segmentation with the volume's affine"
+    )
 
 
 def _read_labels(segmentation: nib.Nifti1Image, path: Path) -> np.ndarray:
