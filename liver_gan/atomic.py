@@ -9,6 +9,7 @@ so what a killed writer left behind is recognised, and removed by the next build
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -43,9 +44,34 @@ def _umask() -> int:
     return current
 
 
+@contextlib.contextmanager
+def user_fixable_write_errors(path: Path) -> Iterator[None]:
+    """Turn a full disk or an unwritable folder met while writing ``path`` into one line that says so.
+
+    The writes are atomic, so the message can promise that what was there before is intact.
+    """
+    try:
+        yield
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise LiverGanError(
+                f"disk full at {path}: free some space (or choose another folder) and run again; files already there are intact"
+            ) from None
+        if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise LiverGanError(
+                f"cannot write {path} ({error.strerror}): choose a folder you can write to; nothing there was changed"
+            ) from None
+        raise
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it over ``path``."""
     path = Path(path)
+    with user_fixable_write_errors(path):
+        _atomic_write(path, write)
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
     os.close(fd)
@@ -79,14 +105,16 @@ def atomic_directory(path: Path) -> Iterator[Path]:
     a killed build's, and is removed first; an existing ``path`` is replaced.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent))
+    with user_fixable_write_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent))
     try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private (0700)
-        remove_directory(path)
-        os.replace(tmp, path)
+        with user_fixable_write_errors(path):
+            yield tmp
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private (0700)
+            remove_directory(path)
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -115,7 +143,7 @@ def build_once(
     """
     path = Path(path)
     if not is_complete(path):
-        with build_lock(path):
+        with user_fixable_write_errors(path), build_lock(path):
             if not is_complete(path):
                 if path.exists():
                     log.warning("%s is incomplete or damaged: building it again", path)
@@ -202,6 +230,11 @@ def write_export(out: Path, write: Callable[[Path], None], overwrite: bool = Fal
     the folder itself, so no lock file is left beside the user's files).
     """
     out = Path(out)
+    with user_fixable_write_errors(out):
+        return _write_export(out, write, overwrite, option)
+
+
+def _write_export(out: Path, write: Callable[[Path], None], overwrite: bool, option: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     with _hold_folder(out, option):
         tmp = Path(tempfile.mkdtemp(prefix=".export.", suffix=TEMPORARY_SUFFIX, dir=out))

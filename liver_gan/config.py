@@ -17,12 +17,13 @@ that they are no options: ``conf/model/dcgan.yaml`` extends ``/dcgan_schema``, a
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, ValueNode
 
 from liver_gan.errors import LiverGanError
 
@@ -502,10 +503,15 @@ def register_configs() -> None:
 
 
 def check_schema_keys(cfg: DictConfig, prefix: str = "") -> None:
-    """Refuse a key that a node's schema lacks: one added with ``+`` or ``++`` on the command line."""
+    """Refuse a key that a node's schema lacks: one added with ``+`` or ``++`` on the command line.
+
+    And values no option accepts, before any work: a NaN or infinite number (``dataset.window.level=nan``)
+    and a negative ``seed`` (NumPy's generators take none).
+    """
     schema = OmegaConf.get_type(cfg)
     fields = [field.name for field in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else None
     for key in cfg:
+        _check_value(f"{prefix}{key}", cfg._get_node(key))
         if fields is not None and key not in fields:
             raise LiverGanError(
                 f"{prefix}{key}: no such key in {schema.__name__} (liver_gan/config.py); "
@@ -514,3 +520,13 @@ def check_schema_keys(cfg: DictConfig, prefix: str = "") -> None:
         child = cfg._get_node(key)
         if isinstance(child, DictConfig):
             check_schema_keys(child, f"{prefix}{key}.")
+
+
+def _check_value(key: str, node: Any) -> None:
+    if not isinstance(node, ValueNode) or node._is_missing() or node._is_interpolation():
+        return
+    value = node._value()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise LiverGanError(f"{key}={value}: use a finite number")
+    if key.rpartition(".")[2] == "seed" and isinstance(value, int) and value < 0:
+        raise LiverGanError(f"{key}={value}: use a seed of 0 or more")

@@ -31,6 +31,7 @@ from liver_gan.training.checkpoint import (
     EMA_KEY,
     INSTANTIATE_KEYS,
     OPTIMIZER_TARGET,
+    checkpoint_must_fit,
     last_checkpoint,
     load_checkpoint,
 )
@@ -59,10 +60,14 @@ def load_generator(run_dir_or_file: Path, device: torch.device) -> tuple[nn.Modu
     The generator is a GAN's G or a diffusion model; its EMA copy when the run kept one
     (``trainer.ema_kimg``).
     """
-    state = load_checkpoint(find_checkpoint(run_dir_or_file))
+    path = find_checkpoint(run_dir_or_file)
+    state = load_checkpoint(path)
     cfg = state["config"]
-    generator = build_generator(cfg)
-    generator.load_state_dict(state[EMA_KEY] if EMA_KEY in state else state["generator"])
+    with checkpoint_must_fit(path):
+        generator = build_generator(cfg)
+        generator.load_state_dict(state[EMA_KEY] if EMA_KEY in state else state["generator"])
+    if not all(torch.isfinite(tensor).all() for tensor in generator.state_dict().values() if tensor.is_floating_point()):
+        raise LiverGanError(f"checkpoint {path} holds NaN or infinite weights (a diverged run); pass an earlier checkpoint")
     return generator.to(device).eval(), cfg
 
 

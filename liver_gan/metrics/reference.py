@@ -74,6 +74,10 @@ def reference_statistics(
     A damaged entry (a truncated or unreadable file) is computed again in its place.
     """
     entry = Path(cache_dir) / key.digest()
+    if entry.exists() and not entry.is_dir():
+        raise LiverGanError(
+            f"{entry} is a file where the reference statistics' entry folder belongs; remove it, or set eval.cache_dir"
+        )
 
     def compute(directory: Path) -> None:
         mark_cache_entry(directory)

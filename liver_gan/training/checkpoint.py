@@ -17,6 +17,7 @@ builders, and no other ``_target_`` (nor any interpolation) may appear in it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -322,7 +323,46 @@ def restore(
     columns: int,
     path: Path,
 ) -> FixedSamples:
-    """Load ``state`` into the networks, optimizers, random streams and ``progress``; return its fixed noise."""
+    """Load ``state`` into the networks, optimizers, random streams and ``progress``; return its fixed noise.
+
+    A checkpoint whose weights, random states or counters do not fit this run is refused in one
+    line naming ``path``.
+    """
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise LiverGanError(f"checkpoint {path}: step={step!r} is not a count of steps; resume from an intact checkpoint")
+    with checkpoint_must_fit(path):
+        return _restore(state, family, ema, batches, progress, columns, path)
+
+
+# What torch, numpy and Python raise for weights, random states or counters that do not fit.
+DOES_NOT_FIT = (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
+@contextlib.contextmanager
+def checkpoint_must_fit(path: Path) -> Iterator[None]:
+    """Loading a checkpoint's contents: what does not fit becomes one line naming ``path``."""
+    try:
+        yield
+    except LiverGanError:
+        raise
+    except DOES_NOT_FIT as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise LiverGanError(
+            f"checkpoint {path} does not fit its config ({type(error).__name__}: {reason}); "
+            "pass an intact checkpoint written by liver-gan-train"
+        ) from None
+
+
+def _restore(
+    state: dict[str, Any],
+    family: Family,
+    ema: GeneratorEMA | None,
+    batches: BatchOrder,
+    progress: Progress,
+    columns: int,
+    path: Path,
+) -> FixedSamples:
     device = batches.device
     for key, network in family.networks().items():
         network.load_state_dict(state[key])
