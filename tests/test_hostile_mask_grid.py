@@ -71,3 +71,26 @@ def test_skip_bad_leaves_the_patient_with_a_shifted_mask_out(
     prepared = prepare_dataset(compose_config([*overrides, "dataset.skip_bad=true"], config_name="prepare").dataset, seed=0)
     patients = set(prepared.train.patient_ids.tolist()) | set(prepared.val.patient_ids.tolist())
     assert 2 not in patients and patients
+
+
+def test_a_complex_valued_volume_is_refused(tmp_path: Path) -> None:
+    root = write_lits_dataset(tmp_path / "LiTS", [1])
+    volume = root / "volume-1.nii.gz"
+    image = nib.load(volume)
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj).astype(np.complex64), image.affine), volume)
+    with pytest.raises(LiverGanError, match="complex64, not real numbers"):
+        read_scan(volume, root / "segmentation-1.nii.gz")
+
+
+@pytest.mark.parametrize("labels, warning", [((0,), "all background"), ((0, 2), "tumor but no liver")])
+def test_a_mask_without_liver_is_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, labels: tuple[int, ...], warning: str
+) -> None:
+    root = write_lits_dataset(tmp_path / "LiTS", [1])
+    segmentation = root / "segmentation-1.nii.gz"
+    image = nib.load(segmentation)
+    mask = np.asarray(image.dataobj)
+    mask = np.where(mask > 0, labels[-1], 0).astype(np.uint8)
+    write_nifti(segmentation, mask, image.affine)
+    read_scan(root / "volume-1.nii.gz", segmentation)
+    assert any(warning in record.getMessage() and str(segmentation) in record.getMessage() for record in caplog.records)

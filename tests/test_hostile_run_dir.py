@@ -136,3 +136,20 @@ def test_a_cross_run_resume_refuses_a_run_dir_holding_its_own_run(
     run_train(monkeypatch, *tiny, "seed=1", "trainer.max_steps=3",
               f"trainer.resume={run_b / 'checkpoints' / 'last.pt'}", f"hydra.run.dir={run_c}")
     assert (run_c / "checkpoints" / "last.pt").is_file()
+
+
+def test_resume_auto_without_last_pt_offers_the_newest_epoch_file(
+    tiny_phantom: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "run"
+    checkpoints = run_dir / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    for name in ("epoch_0001.pt", "epoch_0002.pt"):
+        (checkpoints / name).write_bytes(b"a checkpoint of the user's")
+    before = checksums(run_dir)
+    with pytest.raises(SystemExit) as exit_info:
+        run_train(monkeypatch, *tiny_phantom, *TINY_TRAINER, "trainer.resume=auto", f"hydra.run.dir={run_dir}")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.endswith(f"trainer.resume={checkpoints / 'epoch_0002.pt'}")
+    assert {name: digest for name, digest in checksums(run_dir).items() if not name.startswith(("train.log", ".hydra"))} == before

@@ -20,6 +20,7 @@ benchmarks make.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import zlib
 from dataclasses import dataclass
@@ -31,8 +32,10 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 from nibabel.orientations import apply_orientation, io_orientation, ornt2axcodes
 
-from liver_gan.data.labels import BACKGROUND_LABEL, TUMOR_LABEL
+from liver_gan.data.labels import BACKGROUND_LABEL, LIVER_LABEL, TUMOR_LABEL
 from liver_gan.errors import LiverGanError
+
+log = logging.getLogger(__name__)
 
 # DEFLATE emits at least 2 bits per 258-byte match, so no gzip stream inflates to more than
 # about 1032 times its size (zlib's FAQ): a .nii.gz claiming more cannot hold its voxels.
@@ -114,6 +117,7 @@ def read_scan(volume_path: Path, segmentation_path: Path) -> CTScan:
     segmentation = _load(segmentation_path)
     orientation = _check_same_grid(volume, volume_path, segmentation, segmentation_path)
     labels = _read_labels(segmentation, segmentation_path)
+    _warn_on_empty_labels(labels, segmentation_path)
     with _reading(volume_path):
         stored = volume.dataobj.get_unscaled()
     slope, inter = float(volume.dataobj.slope), float(volume.dataobj.inter)
@@ -125,6 +129,15 @@ def read_scan(volume_path: Path, segmentation_path: Path) -> CTScan:
         labels=apply_orientation(labels, orientation),
         spacing=canonical_spacing(volume.header.get_zooms()[:3], orientation),
     )
+
+
+def _warn_on_empty_labels(labels: np.ndarray, path: Path) -> None:
+    """A mask with no liver yields no liver slices; a tumor outside any liver is most likely a mislabelled file."""
+    present = set(np.unique(labels).tolist())
+    if LIVER_LABEL not in present and TUMOR_LABEL not in present:
+        log.warning("%s: the segmentation is all background; this patient gives no liver slices", path)
+    elif TUMOR_LABEL in present and LIVER_LABEL not in present:
+        log.warning("%s: the segmentation marks tumor but no liver; check that its labels are 1 liver, 2 tumor", path)
 
 
 def canonical_spacing(zooms: tuple[float, ...], orientation: np.ndarray) -> tuple[float, float, float]:
@@ -177,6 +190,8 @@ def _load(path: Path) -> nib.Nifti1Image:
         image = nib.load(str(path))
     if len(image.shape) != 3:
         raise LiverGanError(f"{path}: expected a 3-D CT volume or segmentation, found shape {image.shape}")
+    if image.get_data_dtype().kind not in "uif":  # complex or RGB voxels are no Hounsfield units or labels
+        raise LiverGanError(f"{path}: its voxels are {image.get_data_dtype()}, not real numbers; export it as a CT volume")
     _check_claimed_size(image, path)
     return image
 

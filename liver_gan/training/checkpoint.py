@@ -273,6 +273,12 @@ def resume_checkpoint(resume: str, run_dir: Path) -> Path | None:
         last = last_checkpoint(run_dir)
         if last.is_file():
             return last
+        epoch_files = sorted(last.parent.glob("epoch_*.pt"))
+        if epoch_files:
+            raise LiverGanError(
+                f"trainer.resume=auto: {last.parent} holds epoch checkpoints but no last.pt; "
+                f"continue from the newest with trainer.resume={epoch_files[-1]}"
+            )
         log.info("trainer.resume=auto: no checkpoint in %s, starting a fresh run", last.parent)
         return None
     path = Path(resume)
