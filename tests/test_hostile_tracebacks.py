@@ -207,3 +207,21 @@ def test_summary_marks_a_job_with_a_damaged_overrides_file_failed_and_goes_on(tm
     assert jobs["1"].status.value == "failed" and "overrides.yaml" in jobs["1"].detail
     csv_text = format_csv(list(jobs.values()))
     assert "'=cmd|calc" in csv_text and ",'-bce" in csv_text  # no cell a spreadsheet would run
+
+
+def test_escape_sequences_from_a_checkpoint_reach_the_terminal_escaped(
+    compose_config: Callable[..., DictConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A checkpoint's config naming dataset.name=lits and a root with ESC sequences and a newline."""
+    hostile_root = "/nowhere\x1b]0;owned\x07\n\x1b[2J"
+    overrides = [*tiny_phantom_overrides(tmp_path), "dataset.name=lits"]
+    run = save_tiny_checkpoint(compose_config, tmp_path / "train", overrides)
+    edited_checkpoint(run, lambda state: state["config"]["dataset"].update(root=hostile_root))
+    monkeypatch.setattr(sys, "argv", ["liver-gan-sample", f"checkpoint={run}", "num_samples=2", "reject_memorised=true",
+                                      "device=cpu", f"hydra.run.dir={tmp_path / 'sample_run'}"])
+    with pytest.raises(SystemExit):
+        sample_main()
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err and len(err.strip().splitlines()) == 1
+    assert "/nowhere\\x1b]0;owned\\x07\\n\\x1b[2J" in err
