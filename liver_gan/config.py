@@ -387,6 +387,17 @@ class PrepareConfig:
 
 
 @dataclass
+class RunDataConfig:
+    """Where a tool that opens a run reads the run's dataset (liver_gan/runs.py, ``run_dataset``).
+
+    None: the folders the checkpoint names, only when they hold its data; else the current outputs/.
+    """
+
+    root: Optional[str] = None
+    cache_dir: Optional[str] = None
+
+
+@dataclass
 class EvaluateConfig:
     """``liver-gan-eval``: a checkpoint against its dataset, or two image folders."""
 
@@ -394,6 +405,7 @@ class EvaluateConfig:
     real: Optional[str] = None  # with fake: two image folders instead of a checkpoint
     fake: Optional[str] = None
     eval: EvalConfig = field(default_factory=EvalConfig)
+    dataset: RunDataConfig = field(default_factory=RunDataConfig)  # checkpoint=: where its dataset is read
     seed: int = 0  # noise of the generated images and KID subsets
     device: str = "auto"
 
@@ -425,6 +437,7 @@ class SampleConfig:
     nnunet_dataset: str = "Dataset900_LiverGanSynthetic"
     sample_steps: Optional[int] = None  # DDIM steps of a diffusion model (fewer: faster, coarser); None: the run's
     overwrite: bool = False  # png/npy: replace an earlier export in out (only the files it wrote)
+    dataset: RunDataConfig = field(default_factory=RunDataConfig)  # where the run's dataset is read, when needed
 
 
 class UtilityTask(str, Enum):

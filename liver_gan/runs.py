@@ -84,6 +84,12 @@ def run_dataset(train_cfg: DictConfig, **overrides: Any) -> PreparedDataset:
     return prepare_dataset(dataset_cfg, seed=train_cfg.seed)
 
 
+def given_paths(data: DictConfig) -> dict[str, str]:
+    """The ``dataset.root`` and ``dataset.cache_dir`` a user gave a tool (:class:`liver_gan.config.RunDataConfig`),
+    as ``run_dataset`` overrides."""
+    return {key: str(value) for key, value in data.items() if value is not None}
+
+
 def readable_dataset_paths(dataset_cfg: DictConfig, root_given: bool, cache_given: bool) -> tuple[Path, Path]:
     """The dataset root and cache dir to use for a checkpoint's dataset, which may name anyone's folders.
 

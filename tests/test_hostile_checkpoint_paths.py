@@ -74,3 +74,21 @@ def test_a_checkpoint_of_real_data_missing_here_is_refused_naming_the_option(
     with pytest.raises(LiverGanError, match=r"victim \(from the run's config\) is no folder here; .*dataset.root=DIR"):
         run_dataset(train_cfg)
     assert not (tmp_path / "victim").exists() and not (tmp_path / "victim_cache").exists()
+
+
+def test_the_user_names_the_runs_data_on_the_command_line(
+    compose_config: Callable[..., DictConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = victim_run(compose_config, tmp_path)
+    mine, my_cache = tmp_path / "my_phantom", tmp_path / "my_cache"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["liver-gan-sample", f"checkpoint={run}", "num_samples=2", "reject_memorised=true", "device=cpu",
+         f"dataset.root={mine}", f"dataset.cache_dir={my_cache}", f"out={tmp_path / 'samples'}",
+         f"hydra.run.dir={tmp_path / 'sample_run'}"],
+    )
+    sample_main()
+    assert list(mine.glob("phantom-*/volume-0.nii.gz")) and any(my_cache.iterdir())
+    assert not (tmp_path / "victim").exists() and not (tmp_path / "outputs").exists()

@@ -41,7 +41,7 @@ from liver_gan.images import write_label_pngs, write_png_folder
 from liver_gan.metrics.memorisation import reject_memorised, validation_threshold
 from liver_gan.models.ddpm import DiffusionModel, with_sample_steps
 from liver_gan.sampling import generate
-from liver_gan.runs import load_generator, run_dataset
+from liver_gan.runs import given_paths, load_generator, run_dataset
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def memorisation_filter(cfg: DictConfig, train_cfg: DictConfig) -> MemorisationF
     validation slice to the training set: a dropped sample is nearer a training slice than any
     unseen patient's slice is.
     """
-    dataset = run_dataset(train_cfg)
+    dataset = run_dataset(train_cfg, **given_paths(cfg.dataset))
     threshold = cfg.memorisation_threshold
     if threshold is None:
         threshold = validation_threshold(ct(dataset.train.images), ct(dataset.val.images))
@@ -114,7 +114,7 @@ def export_stacks(stacks: dict[str, Tensor], cfg: DictConfig, train_cfg: DictCon
             f"nnunet_dataset={cfg.nnunet_dataset}: nnU-Net finds datasets named DatasetXXX_Name (three digits), "
             "e.g. nnunet_dataset=Dataset901_SynthLiver"
         )
-    spacing = source_spacing(run_dataset(train_cfg).train)
+    spacing = source_spacing(run_dataset(train_cfg, **given_paths(cfg.dataset)).train)
     export = EXPORTS[export_format.value]
     return export(stacks, out / folder[export_format], train_cfg.dataset.window, spacing)
 
