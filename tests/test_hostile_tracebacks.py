@@ -21,6 +21,7 @@ from test_run_dir import TINY_TRAINER
 from tiny_gan import save_tiny_checkpoint, tiny_phantom_overrides
 
 import liver_gan.atomic
+import liver_gan.data.cache
 import liver_gan.images
 from liver_gan.cli.evaluate import main as evaluate_main
 from liver_gan.cli.prepare import main as prepare_main
@@ -102,7 +103,7 @@ def raising(code: int) -> Callable[..., None]:
 
 CASES = ["weights_shape", "generator_not_a_dict", "nan_weights", "huge_widths", "huge_resolution", "resume_rng_garbage",
          "resume_negative_step", "read_only_out", "disk_full_export", "disk_full_checkpoint", "negative_seed",
-         "nan_window_level", "non_image_png", "png_bomb", "vtt_list_answer", "vtt_int_ids"]
+         "nan_window_level", "disk_full_dataset_build", "non_image_png", "png_bomb", "vtt_list_answer", "vtt_int_ids"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -165,6 +166,10 @@ def _setup(
         return (*sample(run, "seed=-1", f"out={tmp_path / 'E'}"), run)
     if case == "nan_window_level":
         return prepare_main, argv_of("liver-gan-prepare", *tiny_phantom_overrides(tmp_path)[6:], "dataset.window.level=nan",
+                                     f"hydra.run.dir={tmp_path / 'run'}"), user_files(tmp_path)
+    if case == "disk_full_dataset_build":
+        monkeypatch.setattr(liver_gan.data.cache.np, "save", raising(errno.ENOSPC))
+        return prepare_main, argv_of("liver-gan-prepare", *tiny_phantom_overrides(tmp_path)[6:],
                                      f"hydra.run.dir={tmp_path / 'run'}"), user_files(tmp_path)
     if case in ("non_image_png", "png_bomb"):
         real, fake = tmp_path / "real", tmp_path / "fake"
