@@ -4,7 +4,10 @@ pruning them without ever touching an entry that is being built.
 An entry's folder is the dataset cache's ``<dataset.cache_dir>/<key>/`` or the reference
 statistics' ``<eval.cache_dir>/<digest>/``. Its age is counted from its last use: every run that
 reuses an entry sets the folder's modification time (:func:`liver_gan.atomic.build_once`).
-Temporaries left by killed builds are listed too, and pruned like entries.
+Temporaries left by killed builds are listed too, and pruned like entries.  Only folders the
+cache can prove are its own are listed (a whole entry, or one holding the marker every build
+writes first, :func:`liver_gan.atomic.mark_cache_entry`): an export or a phantom that happens
+to sit in a cache folder, with or without a ``.lock`` beside it, is never pruned.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from liver_gan.atomic import (
-    LOCK_SUFFIX,
+    is_marked_cache_entry,
     remove_directory,
     remove_stale_temporaries,
     temporary_of,
@@ -66,17 +69,20 @@ def list_cache(directory: Path, kind: CacheKind) -> list[Listing]:
 
 
 def _describe(folder: Path, kind: CacheKind) -> Listing | None:
-    stat = folder.stat()
-    size = sum(file.stat().st_size for file in folder.rglob("*") if file.is_file())
     owner = temporary_of(folder)
-    if owner is not None:
+    if owner is not None:  # named by mkdtemp after the entry it was to become
         state = "stale" if unless_building(owner, lambda: None) else "building"
-        return Listing(kind.name, owner.name, folder, state, size, stat.st_mtime, {})
-    if kind.is_entry(folder):
-        return Listing(kind.name, folder.name, folder, "ok", size, stat.st_mtime, kind.options(folder))
-    if (folder.parent / f"{folder.name}{LOCK_SUFFIX}").exists():  # made by a build, now unreadable
-        return Listing(kind.name, folder.name, folder, "damaged", size, stat.st_mtime, {})
+        return _listing(kind, owner.name, folder, state, {})
+    if owner is None and kind.is_entry(folder):
+        return _listing(kind, folder.name, folder, "ok", kind.options(folder))
+    if owner is None and is_marked_cache_entry(folder):  # made by a build, now unreadable
+        return _listing(kind, folder.name, folder, "damaged", {})
     return None
+
+
+def _listing(kind: CacheKind, key: str, folder: Path, state: str, options: dict[str, Any]) -> Listing:
+    size = sum(file.stat().st_size for file in folder.rglob("*") if file.is_file())
+    return Listing(kind.name, key, folder, state, size, folder.stat().st_mtime, options)
 
 
 def select(

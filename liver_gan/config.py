@@ -17,12 +17,13 @@ that they are no options: ``conf/model/dcgan.yaml`` extends ``/dcgan_schema``, a
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, ValueNode
 
 from liver_gan.errors import LiverGanError
 from liver_gan.lesions.config import LearnedLesionConfig, ProceduralLesionConfig
@@ -413,6 +414,18 @@ class PrepareConfig:
     dataset: DatasetConfig = MISSING
     seed: int = 0
     export: Optional[str] = None  # imagefolder: also write train|val/healthy|tumor/*.png
+    overwrite: bool = False  # replace an earlier imagefolder export (only the files it wrote)
+
+
+@dataclass
+class RunDataConfig:
+    """Where a tool that opens a run reads the run's dataset (liver_gan/runs.py, ``run_dataset``).
+
+    None: the folders the checkpoint names, only when they hold its data; else the current outputs/.
+    """
+
+    root: Optional[str] = None
+    cache_dir: Optional[str] = None
 
 
 @dataclass
@@ -423,6 +436,7 @@ class EvaluateConfig:
     real: Optional[str] = None  # with fake: two image folders instead of a checkpoint
     fake: Optional[str] = None
     eval: EvalConfig = field(default_factory=EvalConfig)
+    dataset: RunDataConfig = field(default_factory=RunDataConfig)  # checkpoint=: where its dataset is read
     seed: int = 0  # noise of the generated images and KID subsets
     device: str = "auto"
 
@@ -459,6 +473,8 @@ class SampleConfig:
     interpolate: Optional[List[int]] = None  # seeds to walk through, e.g. [0,7]: a latent walk instead of samples
     interpolate_steps: int = 8  # images from each seed of interpolate to the next, both included
     reject_max_draws: int = 10  # reject_memorised: at most this many draws in place of rejected samples
+    overwrite: bool = False  # png/npy: replace an earlier export in out (only the files it wrote)
+    dataset: RunDataConfig = field(default_factory=RunDataConfig)  # where the run's dataset is read, when needed
 
 
 class UtilityTask(str, Enum):
@@ -567,10 +583,15 @@ def by_family(model_target: str, gan: Any, diffusion: Any) -> Any:
 
 
 def check_schema_keys(cfg: DictConfig, prefix: str = "") -> None:
-    """Refuse a key that a node's schema lacks: one added with ``+`` or ``++`` on the command line."""
+    """Refuse a key that a node's schema lacks: one added with ``+`` or ``++`` on the command line.
+
+    And values no option accepts, before any work: a NaN or infinite number (``dataset.window.level=nan``)
+    and a negative ``seed`` (NumPy's generators take none).
+    """
     schema = OmegaConf.get_type(cfg)
     fields = [field.name for field in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else None
     for key in cfg:
+        _check_value(f"{prefix}{key}", cfg._get_node(key))
         if fields is not None and key not in fields:
             raise LiverGanError(
                 f"{prefix}{key}: no such key in {schema.__name__} (liver_gan/config.py); "
@@ -579,3 +600,13 @@ def check_schema_keys(cfg: DictConfig, prefix: str = "") -> None:
         child = cfg._get_node(key)
         if isinstance(child, DictConfig):
             check_schema_keys(child, f"{prefix}{key}.")
+
+
+def _check_value(key: str, node: Any) -> None:
+    if not isinstance(node, ValueNode) or node._is_missing() or node._is_interpolation():
+        return
+    value = node._value()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise LiverGanError(f"{key}={value}: use a finite number")
+    if key.rpartition(".")[2] == "seed" and isinstance(value, int) and value < 0:
+        raise LiverGanError(f"{key}={value}: use a seed of 0 or more")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,9 @@ from liver_gan.data.masks import has_masks, overlay
 from liver_gan.errors import LiverGanError
 
 CAPTION_HEIGHT = 14  # pixels of the text line under each row of a captioned grid
+# A PNG header may claim any size (30000 x 30000 decodes to 2.7 GB): refuse more than 8192 x 8192,
+# far above any CT slice, before decoding.
+Image.MAX_IMAGE_PIXELS = 8192 * 8192
 
 
 def to_uint8(images: Tensor) -> Tensor:
@@ -102,6 +106,18 @@ def image_files(directory: Path) -> list[Path]:
     return sorted(file for extension in IMAGE_EXTENSIONS for file in Path(directory).glob(f"*.{extension}"))
 
 
+def _read_image(file: Path, mode: str) -> np.ndarray:
+    """One image file as an array; a damaged file, a non-image or a decompression bomb is one line."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(file) as image:
+                return np.array(image.convert(mode))
+    except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        raise LiverGanError(f"{file}: cannot be read as an image ({reason}); remove it from the folder") from None
+
+
 def read_image_folder(directory: Path, mode: str = "RGB") -> Tensor:
     """All images of a folder as uint8 (N, C, H, W), converted by PIL to ``mode``: "RGB" (C = 3) as
     pytorch-fid's CLI reads them, or "L" (C = 1) for grayscale slices."""
@@ -111,7 +127,7 @@ def read_image_folder(directory: Path, mode: str = "RGB") -> Tensor:
     files = image_files(directory)
     if not files:
         raise LiverGanError(f"{directory}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-    arrays = [np.array(Image.open(file).convert(mode)) for file in files]
+    arrays = [_read_image(file, mode) for file in files]
     sizes = {array.shape for array in arrays}
     if len(sizes) > 1:
         raise LiverGanError(f"{directory}: images differ in size {sorted(sizes)}; resize them to one size")

@@ -157,7 +157,7 @@ def test_prune_older_than_removes_only_entries_unused_that_long(
     make_old(used, 10)
     dataset_entry(tmp_path / "cache", "b" * 64)  # a run reuses it today
 
-    lines = run_cache_cli(capsys, "prune", "--older-than", "7", cache_dir=tmp_path / "cache")
+    lines = run_cache_cli(capsys, "prune", "--yes", "--older-than", "7", cache_dir=tmp_path / "cache")
 
     assert lines == [f"removed {old}"]
     assert not old.exists() and used.is_dir()
@@ -172,7 +172,7 @@ def test_prune_never_touches_an_entry_being_built(tmp_path: Path, capsys: pytest
     )
     try:
         assert lock.stdout.readline().strip() == "locked"
-        lines = run_cache_cli(capsys, "prune", "--all", cache_dir=tmp_path / "cache")
+        lines = run_cache_cli(capsys, "prune", "--yes", "--all", cache_dir=tmp_path / "cache")
     finally:
         lock.kill()
         lock.wait(timeout=60)
@@ -189,7 +189,7 @@ def test_prune_by_key_prefix_and_dry_run(tmp_path: Path, capsys: pytest.CaptureF
 
     assert run_cache_cli(capsys, "prune", "--dry-run", "aaaa", cache_dir=tmp_path / "cache") == [f"would remove {first}"]
     assert first.is_dir()
-    assert run_cache_cli(capsys, "prune", "aaaa", cache_dir=tmp_path / "cache") == [f"removed {first}"]
+    assert run_cache_cli(capsys, "prune", "--yes", "aaaa", cache_dir=tmp_path / "cache") == [f"removed {first}"]
     assert not first.exists() and second.is_dir()
     with pytest.raises(SystemExit) as exit_info:
         run_cache_cli(capsys, "prune", "cccc", cache_dir=tmp_path / "cache")

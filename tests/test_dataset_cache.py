@@ -252,7 +252,8 @@ def test_two_concurrent_builds_give_one_valid_entry(tmp_path: Path) -> None:
     entries = [path.name for path in (tmp_path / "cache").iterdir() if not path.name.endswith(".lock")]
     assert entries == [results[0]["key"]]  # no temporary directory left behind
     assert sorted(path.name for path in (tmp_path / "cache" / entries[0]).iterdir()) == [
-        "images.npy", "labels.npy", "meta.json", "patient_ids.npy", "slice_indices.npy", "spacing.npy"
+        ".liver-gan-cache-entry", "images.npy", "labels.npy", "meta.json", "patient_ids.npy", "slice_indices.npy",
+        "spacing.npy",
     ]
 
 

@@ -1,5 +1,7 @@
 """``liver-gan-cache list|prune``: the dataset cache and the reference statistics, entry by entry.
 
+``prune`` lists what it would delete and asks first (on a terminal; elsewhere it needs ``--yes``).
+
 A plain argparse CLI rather than a Hydra app, as ``liver-gan-summary``: it reads two folders
 and would otherwise make a run directory of its own. The folders default to the configs'
 ``dataset.cache_dir`` and ``eval.cache_dir``.
@@ -8,6 +10,7 @@ and would otherwise make a run directory of its own. The folders default to the 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     prune_parser.add_argument("--older-than", type=float, metavar="DAYS", help="entries unused for DAYS days")
     prune_parser.add_argument("--all", action="store_true", help="every entry")
     prune_parser.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
+    prune_parser.add_argument("--yes", action="store_true", help="delete without listing and asking first")
     return parser.parse_args(argv)
 
 
@@ -49,15 +53,28 @@ def main(argv: list[str] | None = None) -> None:
     if sum((bool(args.keys), args.older_than is not None, args.all)) != 1:
         raise LiverGanError("liver-gan-cache prune: give exactly one of KEY..., --older-than DAYS or --all")
     chosen = select(listings, args.keys, args.older_than, args.all, now)
-    for listing in chosen:
-        if args.dry_run:
+    if not chosen:
+        print("nothing to prune")
+        return
+    if args.dry_run or not args.yes:
+        for listing in chosen:
             print(f"would remove {listing.path}")
-        elif prune(listing):
+        if args.dry_run:
+            return
+        confirm(len(chosen))
+    for listing in chosen:
+        if prune(listing):
             print(f"removed {listing.path}")
         else:
             print(f"skipped {listing.path}: it is being built now")
-    if not chosen:
-        print("nothing to prune")
+
+
+def confirm(count: int) -> None:
+    """Ask on a terminal; elsewhere (a script, a pipe) nothing is deleted without --yes."""
+    if not sys.stdin.isatty():
+        raise LiverGanError(f"liver-gan-cache prune: pass --yes to delete the {count} entries listed above (nothing was deleted)")
+    if input(f"delete these {count} entries? [y/N] ").strip().lower() not in ("y", "yes"):
+        raise LiverGanError("liver-gan-cache prune: nothing was deleted")
 
 
 def _print_table(listings: list[Listing], now: float) -> None:

@@ -22,13 +22,13 @@ from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.evaluate import check_eval_options, evaluate_folders, evaluate_generator
 from liver_gan.metrics.summary import metric_lines
-from liver_gan.runs import load_generator, run_dataset
+from liver_gan.runs import given_paths, load_generator, run_dataset
 
 
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path, device: torch.device) -> dict[str, Any]:
     generator, train_cfg = load_generator(Path(cfg.checkpoint), device)
     check_eval_options(cfg.eval, train_cfg.dataset)  # before the dataset build
-    dataset = run_dataset(train_cfg)
+    dataset = run_dataset(train_cfg, **given_paths(cfg.dataset))
     # The run's time budget sizes the mask check's U-Net on a CPU, as at the end of the run.
     budget_minutes = train_cfg.trainer.max_minutes
     metrics = evaluate_generator(generator, dataset, cfg.eval, run_dir, device, cfg.seed, budget_minutes=budget_minutes)

@@ -29,7 +29,7 @@ def prepare(cfg: DictConfig) -> None:
     print(format_summary_table(dataset.summary))
     print(f"dataset cache key {dataset.key}; summary written to {summary_path}")
     if cfg.export == "imagefolder":
-        directory = export_imagefolder(dataset, run_dir / "imagefolder")
+        directory = export_imagefolder(dataset, run_dir / "imagefolder", cfg.overwrite)
         counts = ", ".join(f"{folder} {count}" for folder, count in exported_counts(dataset).items())
         print(f"ImageFolder export written to {directory}: {counts} PNGs{_classes_left_out(dataset.subset)}")
 

@@ -19,6 +19,8 @@ own resolution.
 - ``truncation_psi=0.7`` (GANs): nearer-average images, less variety (StyleGAN2 in w, DCGAN/MLP in z).
 - ``reject_memorised=true``: near-copies of training slices are replaced by new draws (at most
   ``reject_max_draws``), so the stacks hold the number asked; it says how many it rejected.
+- Nothing in ``out`` is replaced (liver_gan.atomic.write_export): a name already taken there is
+  refused, and ``overwrite=true`` replaces only what an earlier export wrote.
 A diffusion model draws with its run's ``model.sample_steps`` DDIM steps, or ``sample_steps=N``.
 """
 
@@ -37,7 +39,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from liver_gan.atomic import atomic_write
+from liver_gan.atomic import atomic_write, write_export
 from liver_gan.cli import report_user_errors, scripts
 from liver_gan.config import SampleFormat
 from liver_gan.data.labels import CLASS_NAMES
@@ -49,7 +51,7 @@ from liver_gan.images import image_grid, write_grid_png, write_label_pngs, write
 from liver_gan.metrics.memorisation import reject_memorised, validation_threshold
 from liver_gan.models.ddpm import DiffusionModel, with_sample_steps
 from liver_gan.sampling import generate, generate_from_latents, parse_seeds, seed_latents, walk_latents
-from liver_gan.runs import load_generator, run_dataset
+from liver_gan.runs import given_paths, load_generator, run_dataset
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ def memorisation_filter(cfg: DictConfig, train_cfg: DictConfig) -> MemorisationF
     validation slice to the training set: a dropped sample is nearer a training slice than any
     unseen patient's slice is.
     """
-    dataset = run_dataset(train_cfg)
+    dataset = run_dataset(train_cfg, **given_paths(cfg.dataset))
     threshold = cfg.memorisation_threshold
     if threshold is None:
         threshold = validation_threshold(ct(dataset.train.images), ct(dataset.val.images))
@@ -196,6 +198,13 @@ def write_stacks(stacks: dict[str, Tensor], export_format: SampleFormat, out: Pa
     return written
 
 
+def write_sample_files(stacks: dict[str, Tensor], cfg: DictConfig, out: Path) -> None:
+    """``format=png`` or ``npy`` into ``out``: the stacks, and with ``interpolate`` their walk grids."""
+    write_stacks(stacks, SampleFormat(cfg.format), out)
+    if cfg.interpolate is not None:
+        write_walk_grids(stacks, cfg.interpolate_steps, out)
+
+
 def write_walk_grids(stacks: dict[str, Tensor], steps: int, out: Path) -> list[Path]:
     """``interpolate``: each stack's walk as ``<out>/<stack>_interpolation.png``, one row per pair of seeds."""
     paths = [out / f"{name}_interpolation.png" for name in stacks]
@@ -213,7 +222,7 @@ def export_stacks(stacks: dict[str, Tensor], cfg: DictConfig, train_cfg: DictCon
             f"nnunet_dataset={cfg.nnunet_dataset}: nnU-Net finds datasets named DatasetXXX_Name (three digits), "
             "e.g. nnunet_dataset=Dataset901_SynthLiver"
         )
-    spacing = source_spacing(run_dataset(train_cfg).train)
+    spacing = source_spacing(run_dataset(train_cfg, **given_paths(cfg.dataset)).train)
     export = EXPORTS[export_format.value]
     return export(stacks, out / folder[export_format], train_cfg.dataset.window, spacing)
 
@@ -251,9 +260,7 @@ def sample(cfg: DictConfig) -> None:
     counts = ", ".join(f"{len(images)} {name}" for name, images in stacks.items())
     resolution = next(iter(stacks.values())).shape[-1]
     if SampleFormat(cfg.format) in (SampleFormat.png, SampleFormat.npy):
-        written = write_stacks(stacks, SampleFormat(cfg.format), out)
-        if cfg.interpolate is not None:
-            written += write_walk_grids(stacks, cfg.interpolate_steps, out)
+        written = write_export(out, lambda tmp: write_sample_files(stacks, cfg, tmp), cfg.overwrite)
         print(f"{counts} images of {resolution}x{resolution}: {', '.join(str(path) for path in written)}")
     else:
         print(f"{counts} images of {resolution}x{resolution}: {export_stacks(stacks, cfg, train_cfg, out)}")

@@ -22,7 +22,7 @@ def train() -> None:
     if RESUME in sys.argv[1:]:
         from liver_gan.training.run_dir import with_saved_overrides  # imports torch: only for a resume
 
-        sys.argv = [sys.argv[0], *with_saved_overrides(sys.argv[1:])]
+        sys.argv = [sys.argv[0], *report_user_errors(with_saved_overrides)(sys.argv[1:])]
     run_hydra_app("liver_gan.cli.train:train_task", "train")
 
 

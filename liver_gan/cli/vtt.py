@@ -47,6 +47,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     make.add_argument("--upscaling", choices=[mode.value for mode in Upscaling], default=Upscaling.nearest.value)
     make.add_argument("--out", type=Path, help="output folder (default outputs/vtt/<date_time>)")
     make.add_argument("--device", default="auto", help="auto, cpu or cuda[:N], for sampling")
+    make.add_argument("--dataset-root", help="the run's data, where the checkpoint's dataset.root does not hold it")
+    make.add_argument("--dataset-cache-dir", help="the dataset cache to use (default: the run's, if it holds the data)")
 
     score = commands.add_parser("score", help="score an answers.json exported by the page")
     score.add_argument("answers", type=Path, help="the answers.json the reader exported")
@@ -83,7 +85,8 @@ def slices_from_generator(args: argparse.Namespace, num_real: int, num_fake: int
         real, real_labels = folder_slices(args.real_dir, num_real, args.seed), None
         real_source = str(args.real_dir)
     else:
-        val = run_dataset(train_cfg).val
+        given = {"root": args.dataset_root, "cache_dir": args.dataset_cache_dir}
+        val = run_dataset(train_cfg, **{key: value for key, value in given.items() if value is not None}).val
         chosen = choose(torch.arange(len(val)), num_real, args.seed, "the run's validation split")
         real, real_labels = to_uint8(ct(val.images[chosen])), val.labels[chosen]
         real_source = f"validation split of the run's dataset ({train_cfg.dataset.name}, seed {train_cfg.seed})"

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from liver_gan.atomic import build_once
+from liver_gan.atomic import build_once, mark_cache_entry
 from liver_gan.errors import LiverGanError
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ def load_or_build(
     path = Path(cache_dir) / key
 
     def write_entry(directory: Path) -> None:
+        mark_cache_entry(directory)
         log.info("dataset cache miss: building %s", path)
         slices, meta = build()
         _write(directory, slices, {"key": key, "format_version": CACHE_FORMAT_VERSION, **meta})

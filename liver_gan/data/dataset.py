@@ -131,13 +131,23 @@ def _check_options(cfg: DatasetConfig) -> None:
     _require(0 <= cfg.val_fraction < 1, f"dataset.val_fraction={cfg.val_fraction}: use a fraction in [0, 1), e.g. 0.1")
 
 
-def _cached_slices(cfg: DatasetConfig, root: Path) -> CacheEntry:
-    """Every kept slice of every patient under ``root``: from the cache, or built now."""
+def dataset_cache_key(cfg: DatasetConfig, root: Path) -> str:
+    """The cache key of the slices of ``root`` with ``cfg``'s options (nothing is read but file stats)."""
+    return _keyed_cases(cfg, root)[0]
+
+
+def _keyed_cases(cfg: DatasetConfig, root: Path) -> tuple[str, list[Case], dict[str, Any]]:
     layout, options = Layout(cfg.layout), slice_options(cfg)
     cases = find_cases(root, layout, cfg.skip_bad)
     inputs = [path for case in cases for path in (case.volume, case.segmentation)]
     key_options = {**asdict(options), "crop": options.crop.value, "layout": layout.value}
-    key = cache_key(key_options, root, inputs)
+    return cache_key(key_options, root, inputs), cases, key_options
+
+
+def _cached_slices(cfg: DatasetConfig, root: Path) -> CacheEntry:
+    """Every kept slice of every patient under ``root``: from the cache, or built now."""
+    key, cases, key_options = _keyed_cases(cfg, root)
+    options = slice_options(cfg)
 
     def build() -> tuple[SliceTable, dict[str, Any]]:
         table, meta = build_slice_table(cases, options, cfg.num_workers, cfg.skip_bad)

@@ -5,20 +5,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from liver_gan.atomic import atomic_directory, build_lock
+from liver_gan.atomic import write_export
 from liver_gan.data.dataset import PreparedDataset, SliceSet
 from liver_gan.data.labels import CLASS_NAMES, SUBSET_CLASSES
 from liver_gan.images import save_png, to_uint8
 
 
-def export_imagefolder(dataset: PreparedDataset, directory: Path) -> Path:
-    """Write ``directory`` whole or not at all; one class folder per class in ``dataset.subset``."""
+def export_imagefolder(dataset: PreparedDataset, directory: Path, overwrite: bool = False) -> Path:
+    """Write ``directory`` whole or not at all; one class folder per class in ``dataset.subset``.
+
+    An existing ``directory`` is refused; ``overwrite`` replaces it only if it holds nothing but
+    an earlier export's files (:func:`liver_gan.atomic.write_export`).
+    """
     directory = Path(directory)
-    with build_lock(directory), atomic_directory(directory) as tmp:
+
+    def write(tmp: Path) -> None:
         for split, slices in (("train", dataset.train), ("val", dataset.val)):
             for label in SUBSET_CLASSES[dataset.subset]:
-                (tmp / split / CLASS_NAMES[label]).mkdir(parents=True)
-            _write_pngs(slices, tmp / split)
+                (tmp / directory.name / split / CLASS_NAMES[label]).mkdir(parents=True)
+            _write_pngs(slices, tmp / directory.name / split)
+
+    write_export(directory.parent, write, overwrite, option="hydra.run.dir=")
     return directory
 
 

@@ -20,6 +20,7 @@ benchmarks make.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import zlib
 from dataclasses import dataclass
@@ -31,14 +32,19 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 from nibabel.orientations import apply_orientation, io_orientation, ornt2axcodes
 
-from liver_gan.data.labels import BACKGROUND_LABEL, TUMOR_LABEL
+from liver_gan.data.labels import BACKGROUND_LABEL, LIVER_LABEL, TUMOR_LABEL
 from liver_gan.errors import LiverGanError
+
+log = logging.getLogger(__name__)
 
 # DEFLATE emits at least 2 bits per 258-byte match, so no gzip stream inflates to more than
 # about 1032 times its size (zlib's FAQ): a .nii.gz claiming more cannot hold its voxels.
 GZIP_MAX_EXPANSION = 1032
 # How far a float mask's values may lie from whole labels (resampling leaves 0.9999 and 2.0001).
 MASK_TOLERANCE = 1e-3
+# How far a segmentation's affine entries may lie from its volume's (mm): float32 header rounding
+# stays far below it, while a shifted origin, another spacing or a rotation does not.
+AFFINE_TOLERANCE_MM = 1e-3
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,7 @@ def read_scan(volume_path: Path, segmentation_path: Path) -> CTScan:
     segmentation = _load(segmentation_path)
     orientation = _check_same_grid(volume, volume_path, segmentation, segmentation_path)
     labels = _read_labels(segmentation, segmentation_path)
+    _warn_on_empty_labels(labels, segmentation_path)
     with _reading(volume_path):
         stored = volume.dataobj.get_unscaled()
     slope, inter = float(volume.dataobj.slope), float(volume.dataobj.inter)
@@ -122,6 +129,15 @@ def read_scan(volume_path: Path, segmentation_path: Path) -> CTScan:
         labels=apply_orientation(labels, orientation),
         spacing=canonical_spacing(volume.header.get_zooms()[:3], orientation),
     )
+
+
+def _warn_on_empty_labels(labels: np.ndarray, path: Path) -> None:
+    """A mask with no liver yields no liver slices; a tumor outside any liver is most likely a mislabelled file."""
+    present = set(np.unique(labels).tolist())
+    if LIVER_LABEL not in present and TUMOR_LABEL not in present:
+        log.warning("%s: the segmentation is all background; this patient gives no liver slices", path)
+    elif TUMOR_LABEL in present and LIVER_LABEL not in present:
+        log.warning("%s: the segmentation marks tumor but no liver; check that its labels are 1 liver, 2 tumor", path)
 
 
 def canonical_spacing(zooms: tuple[float, ...], orientation: np.ndarray) -> tuple[float, float, float]:
@@ -174,6 +190,8 @@ def _load(path: Path) -> nib.Nifti1Image:
         image = nib.load(str(path))
     if len(image.shape) != 3:
         raise LiverGanError(f"{path}: expected a 3-D CT volume or segmentation, found shape {image.shape}")
+    if image.get_data_dtype().kind not in "uif":  # complex or RGB voxels are no Hounsfield units or labels
+        raise LiverGanError(f"{path}: its voxels are {image.get_data_dtype()}, not real numbers; export it as a CT volume")
     _check_claimed_size(image, path)
     return image
 
@@ -233,7 +251,25 @@ def _check_same_grid(
             f"from its volume {volume_path} ({''.join(ornt2axcodes(orientation))}); "
             "write the segmentation with the volume's affine"
         )
+    _check_same_affine(volume, volume_path, segmentation, segmentation_path)
     return orientation
+
+
+def _check_same_affine(
+    volume: nib.Nifti1Image, volume_path: Path, segmentation: nib.Nifti1Image, segmentation_path: Path
+) -> None:
+    """Same axes are not enough: a shifted origin, other spacing or a rotation puts the mask
+    elsewhere in the body, so the affines must agree (within float rounding, as ``np.allclose``)."""
+    if np.allclose(segmentation.affine, volume.affine, rtol=0.0, atol=AFFINE_TOLERANCE_MM):
+        return
+    difference = float(np.max(np.abs(segmentation.affine - volume.affine)))
+    shift = np.round(segmentation.affine[:3, 3] - volume.affine[:3, 3], 3).tolist()
+    spacings = [np.round(image.header.get_zooms()[:3], 3).tolist() for image in (segmentation, volume)]
+    raise LiverGanError(
+        f"{segmentation_path}: its affine differs from its volume {volume_path}'s by up to {difference:.3g} "
+        f"(origin shifted by {shift} mm, spacing {spacings[0]} vs {spacings[1]} mm); "
+        "the mask is on another physical grid: write the segmentation with the volume's affine"
+    )
 
 
 def _read_labels(segmentation: nib.Nifti1Image, path: Path) -> np.ndarray:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from liver_gan.atomic import atomic_directory, build_lock
+from liver_gan.atomic import write_export
 from liver_gan.config import HUWindow
 from liver_gan.data.dataset import SliceSet
 from liver_gan.data.layouts import Case
@@ -99,11 +99,12 @@ def _cases(stacks: Stacks, window: HUWindow) -> list[tuple[str, int, np.ndarray,
 def _write_new_folder(directory: Path, write: Callable[[Path], None]) -> Path:
     """Write ``directory`` whole, refusing one that exists: an export never replaces a user's files."""
     directory = Path(directory)
-    with build_lock(directory):
-        if directory.exists():
-            raise LiverGanError(f"{directory} exists already; choose another out= (nothing was overwritten)")
-        with atomic_directory(directory) as tmp:
-            write(tmp)
+
+    def write_into(tmp: Path) -> None:
+        (tmp / directory.name).mkdir()
+        write(tmp / directory.name)
+
+    write_export(directory.parent, write_into)
     return directory
 
 

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 from torch import Tensor
 
-from liver_gan.atomic import build_once
+from liver_gan.atomic import build_once, mark_cache_entry
 from liver_gan.errors import LiverGanError
 from liver_gan.images import to_uint8
 from liver_gan.metrics.fid import Statistics, feature_statistics
@@ -74,8 +74,13 @@ def reference_statistics(
     A damaged entry (a truncated or unreadable file) is computed again in its place.
     """
     entry = Path(cache_dir) / key.digest()
+    if entry.exists() and not entry.is_dir():
+        raise LiverGanError(
+            f"{entry} is a file where the reference statistics' entry folder belongs; remove it, or set eval.cache_dir"
+        )
 
     def compute(directory: Path) -> None:
+        mark_cache_entry(directory)
         log.info(
             "reference statistics: cache miss, computing features of %d real images into %s", key.num_images, entry
         )

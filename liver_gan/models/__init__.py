@@ -115,6 +115,10 @@ def _instantiate(cfg: DictConfig) -> Any:
     A builder's own :class:`LiverGanError` (a bad size for this family) reaches the user as it
     is, not wrapped in Hydra's "Error in call to target".
     """
+    return _refusing_what_does_not_fit(cfg)
+
+
+def _call_builder(cfg: DictConfig) -> Any:
     num_classes = len(CLASS_NAMES) if cfg.model.conditional else 0
     try:
         return instantiate(
@@ -127,3 +131,19 @@ def _instantiate(cfg: DictConfig) -> Any:
         if isinstance(error.__cause__, LiverGanError):
             raise error.__cause__ from None
         raise
+
+
+def _refusing_what_does_not_fit(cfg: DictConfig) -> Any:
+    """Build the networks; weights larger than this machine's memory (``model.generator_widths=[2**40]``,
+    ``dataset.resolution=100000``) are refused in one line.  The allocator refuses such a request at
+    once; an estimate on PyTorch's ``meta`` device first would cost every tool about 6 s at start."""
+    try:
+        return _call_builder(cfg)
+    except InstantiationException as error:
+        cause = error.__cause__
+        if not isinstance(cause, MemoryError) and not (isinstance(cause, RuntimeError) and "allocate memory" in str(cause)):
+            raise
+        raise LiverGanError(
+            f"model={cfg.model._target_.rsplit('.', 1)[-1]} at dataset.resolution={cfg.dataset.resolution} does not fit "
+            "in this machine's memory; use smaller model widths or resolution"
+        ) from None

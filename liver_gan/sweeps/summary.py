@@ -37,6 +37,7 @@ from liver_gan.errors import LiverGanError
 METRIC_COLUMNS = ("fid", "kid_mean", "kid_std", "steps", "epochs", "train_seconds", "images_per_second")
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
+FORMULA_STARTS = ("=", "+", "-", "@")  # OWASP's CSV injection list, less tab and CR (no override holds them)
 
 # Hydra's job log format is "[time][logger][LEVEL] - message".
 _ERROR_RECORD = re.compile(r"\]\[(ERROR|CRITICAL)\] - (?P<message>.*)")
@@ -73,8 +74,11 @@ def read_overrides(job_dir: Path) -> dict[str, str]:
     path = job_dir / ".hydra" / "overrides.yaml"
     try:
         lines = yaml.safe_load(path.read_text()) or []
-    except (OSError, yaml.YAMLError) as error:
-        raise LiverGanError(f"{path}: cannot read the job's overrides ({error}); is it a Hydra run dir?") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise LiverGanError(f"{path}: cannot read the job's overrides ({reason}); is it a Hydra run dir?") from None
+    if not isinstance(lines, list):
+        raise LiverGanError(f"{path}: not a list of overrides; is it a Hydra run dir?")
     return dict(str(line).partition("=")[::2] for line in lines)
 
 
@@ -104,7 +108,10 @@ def judge_metrics(metrics: dict[str, Any]) -> tuple[JobStatus, str]:
 
 def read_job(job_dir: Path, root: Path) -> JobResult:
     name = job_dir.relative_to(root).as_posix()
-    overrides = read_overrides(job_dir)
+    try:
+        overrides = read_overrides(job_dir)
+    except LiverGanError as error:  # one damaged job must not hide the others
+        return JobResult(name, JobStatus.failed, str(error), {})
     metrics_path = job_dir / "metrics.json"
     if not metrics_path.exists():
         error = first_logged_error(job_dir)
@@ -190,9 +197,20 @@ def format_csv(jobs: list[JobResult]) -> str:
     metrics = metric_columns(jobs)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["job", "status", *keys, *metrics, "detail"])
-    writer.writerows(_rows(jobs, keys, metrics))
+    writer.writerow([_inert_cell(cell) for cell in ["job", "status", *keys, *metrics, "detail"]])
+    writer.writerows([_inert_cell(cell) for cell in row] for row in _rows(jobs, keys, metrics))
     return buffer.getvalue()
+
+
+def _inert_cell(cell: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (=, +, -, @) gets a leading quote; numbers stay."""
+    if not isinstance(cell, str) or not cell.startswith(FORMULA_STARTS):
+        return cell
+    try:
+        float(cell)
+    except ValueError:
+        return f"'{cell}"
+    return cell
 
 
 def _markdown_row(cells: list[str]) -> str:

@@ -17,6 +17,7 @@ builders, and no other ``_target_`` (nor any interpolation) may appear in it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -35,6 +36,7 @@ from liver_gan.models import require_registered_builder
 from liver_gan.training.distributed import RANK_STREAMS_KEY
 from liver_gan.training.seeding import restore_rng_state, rng_state
 from liver_gan.training.ema import GeneratorEMA
+from liver_gan.training.run_dir import holds_outputs
 from liver_gan.training.family import Family
 from liver_gan.training.state import BatchOrder, FixedSamples, Progress
 
@@ -262,19 +264,34 @@ def prune_epoch_checkpoints(checkpoints: Path, keep: int | None) -> None:
 
 
 def resume_checkpoint(resume: str, run_dir: Path) -> Path | None:
-    """The checkpoint ``trainer.resume`` asks for: none, auto (this run dir's last.pt, if any) or a file."""
+    """The checkpoint ``trainer.resume`` asks for: none, auto (this run dir's last.pt, if any) or a file.
+
+    A file of another run continues that run in ``run_dir`` only when ``run_dir`` holds no run's
+    outputs of its own: a cross-run resume never replaces another run's checkpoints and metrics.
+    """
     if resume == "none":
         return None
     if resume == "auto":
         last = last_checkpoint(run_dir)
         if last.is_file():
             return last
+        epoch_files = sorted(last.parent.glob("epoch_*.pt"))
+        if epoch_files:
+            raise LiverGanError(
+                f"trainer.resume=auto: {last.parent} holds epoch checkpoints but no last.pt; "
+                f"continue from the newest with trainer.resume={epoch_files[-1]}"
+            )
         log.info("trainer.resume=auto: no checkpoint in %s, starting a fresh run", last.parent)
         return None
     path = Path(resume)
     if not path.is_file():
         raise LiverGanError(
             f"trainer.resume={resume}: no such checkpoint file; use none, auto or a checkpoints/*.pt path"
+        )
+    if path.resolve().parent != (Path(run_dir) / "checkpoints").resolve() and holds_outputs(run_dir):
+        raise LiverGanError(
+            f"trainer.resume={resume} continues another run, but {run_dir} holds a run of its own, which it would "
+            "replace; continue in an empty hydra.run.dir (or none: the default is a new dir)"
         )
     return path
 
@@ -314,7 +331,46 @@ def restore(
     columns: int,
     path: Path,
 ) -> FixedSamples:
-    """Load ``state`` into the networks, optimizers, random streams and ``progress``; return its fixed noise."""
+    """Load ``state`` into the networks, optimizers, random streams and ``progress``; return its fixed noise.
+
+    A checkpoint whose weights, random states or counters do not fit this run is refused in one
+    line naming ``path``.
+    """
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise LiverGanError(f"checkpoint {path}: step={step!r} is not a count of steps; resume from an intact checkpoint")
+    with checkpoint_must_fit(path):
+        return _restore(state, family, ema, batches, progress, columns, path)
+
+
+# What torch, numpy and Python raise for weights, random states or counters that do not fit.
+DOES_NOT_FIT = (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
+@contextlib.contextmanager
+def checkpoint_must_fit(path: Path) -> Iterator[None]:
+    """Loading a checkpoint's contents: what does not fit becomes one line naming ``path``."""
+    try:
+        yield
+    except LiverGanError:
+        raise
+    except DOES_NOT_FIT as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise LiverGanError(
+            f"checkpoint {path} does not fit its config ({type(error).__name__}: {reason}); "
+            "pass an intact checkpoint written by liver-gan-train"
+        ) from None
+
+
+def _restore(
+    state: dict[str, Any],
+    family: Family,
+    ema: GeneratorEMA | None,
+    batches: BatchOrder,
+    progress: Progress,
+    columns: int,
+    path: Path,
+) -> FixedSamples:
     device = batches.device
     for key, network in family.networks().items():
         network.load_state_dict(state[key])

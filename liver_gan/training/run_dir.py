@@ -10,7 +10,8 @@
 - Hydra's own writing of ``.hydra/`` is off (``hydra.output_subdir: null``): the task writes it
   (:func:`write_hydra_record`), into a dir that holds an earlier run only once the run has passed
   its checks, so a refused resume leaves the run dir as it was.
-- ``trainer.resume=auto hydra.run.dir=DIR`` takes DIR's saved overrides (:func:`with_saved_overrides`).
+- ``trainer.resume=auto hydra.run.dir=DIR`` takes DIR's saved overrides (:func:`with_saved_overrides`),
+  checked as untrusted input (:func:`liver_gan.runs.saved_overrides`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import shutil
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import yaml
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -93,6 +93,11 @@ def holds_checkpoints(run_dir: Path) -> bool:
     return any((Path(run_dir) / "checkpoints").glob("*.pt"))
 
 
+def holds_outputs(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds what a run wrote (checkpoints, samples, metrics), not only its record."""
+    return holds_checkpoints(run_dir) or any((Path(run_dir) / name).exists() for name in PREVIOUS_RUN_OUTPUTS[1:])
+
+
 def holds_a_run(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds an earlier run's record or checkpoints, which a failed start must keep."""
     return (Path(run_dir) / HYDRA_SUBDIR).is_dir() or holds_checkpoints(run_dir)
@@ -148,19 +153,21 @@ def with_saved_overrides(argv: Sequence[str]) -> list[str]:
     """``argv`` of liver-gan-train, with the saved overrides of the run it resumes put in front.
 
     Only ``trainer.resume=auto`` with ``hydra.run.dir=DIR`` of a single run does that: the
-    overrides in ``DIR/.hydra/overrides.yaml`` come first, except those the user gives again (by
-    key, and a config group with every key under it), so the user's own values win.  Whether
+    overrides in ``DIR/.hydra/overrides.yaml`` (only those :func:`liver_gan.runs.saved_overrides`
+    accepts; anything else is refused in one line) come first, except those the user gives again
+    (by key, and a config group with every key under it), so the user's own values win.  Whether
     they conflict with the checkpoint is for the resume checks to say.
     """
+    from liver_gan.runs import saved_overrides  # liver_gan.runs reads checkpoints, which import this module
+
     args = get_args_parser().parse_args(list(argv))
     given = dict(_split(override) for override in args.overrides)
-    saved_file = Path(given.get("hydra.run.dir", "")) / HYDRA_SUBDIR / "overrides.yaml"
-    if args.multirun or given.get("trainer.resume") != "auto" or "hydra.run.dir" not in given or not saved_file.is_file():
+    if args.multirun or given.get("trainer.resume") != "auto" or "hydra.run.dir" not in given:
         return list(argv)
-    saved = yaml.safe_load(saved_file.read_text()) or []
+    saved = saved_overrides(Path(given["hydra.run.dir"]))
     kept = [override for override in saved if not _given_again(_split(override)[0], given)]
     if kept:
-        log.info("trainer.resume=auto: taking the overrides of %s: %s", saved_file, " ".join(kept))
+        log.info("trainer.resume=auto: taking the overrides of %s: %s", given["hydra.run.dir"], " ".join(kept))
     first = list(argv).index(args.overrides[0])
     return [*argv[:first], *kept, *argv[first:]]
 

@@ -36,10 +36,18 @@ def load_key(path: Path) -> tuple[str, dict[str, bool]]:
     key = _read_json(path, "VTT key")
     if key.get("format") != KEY_FORMAT:
         raise LiverGanError(f"{path}: not a liver-gan VTT key (format {key.get('format')!r}); pass the key.json beside vtt.html")
-    truth = decode_truth(key["salt"], key["encoded_truth"])
-    if len(truth) != len(key["ids"]):
-        raise LiverGanError(f"{path}: the key is corrupt ({len(key['ids'])} ids, {len(truth)} answers)")
-    return key["test_id"], dict(zip(key["ids"], truth))
+    ids, salt, encoded = key.get("ids"), key.get("salt"), key.get("encoded_truth")
+    if not (isinstance(ids, list) and all(isinstance(slice_id, str) for slice_id in ids)) or not (
+        isinstance(salt, str) and isinstance(encoded, str) and isinstance(key.get("test_id"), str)
+    ):
+        raise LiverGanError(f"{path}: the key is corrupt (ids, salt, encoded_truth or test_id missing or mistyped)")
+    try:
+        truth = decode_truth(salt, encoded)
+    except (TypeError, ValueError) as error:
+        raise LiverGanError(f"{path}: the key is corrupt ({type(error).__name__} decoding its answers)") from None
+    if len(truth) != len(ids):
+        raise LiverGanError(f"{path}: the key is corrupt ({len(ids)} ids, {len(truth)} answers)")
+    return key["test_id"], dict(zip(ids, truth))
 
 
 def load_answers(path: Path, test_id: str, ids: set[str]) -> tuple[dict[str, bool], str]:
@@ -53,7 +61,7 @@ def load_answers(path: Path, test_id: str, ids: set[str]) -> tuple[dict[str, boo
     if not isinstance(answers, dict):
         raise LiverGanError(f"{path}: no answers object; export it again from the VTT page")
     unknown = sorted(set(answers) - ids)
-    bad = sorted(value for value in answers.values() if value not in ANSWERS)
+    bad = sorted(repr(value) for value in answers.values() if not isinstance(value, str) or value not in ANSWERS)
     if unknown or bad:
         raise LiverGanError(f"{path}: unknown slice ids {unknown[:3]} or answers {bad[:3]}; answers are 'real' or 'fake'")
     return {slice_id: ANSWERS[value] for slice_id, value in answers.items()}, str(export.get("reader") or "")

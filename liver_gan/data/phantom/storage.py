@@ -42,13 +42,13 @@ def write_phantom(root: Path, cfg: PhantomConfig) -> Path:
     so concurrent jobs of a sweep share one copy and never see half of one.
     """
     _check_config(cfg)
-    directory = Path(root) / f"phantom-{phantom_key(cfg)}"
+    directory = phantom_folder(root, cfg)
 
     def draw(building: Path) -> None:
         for index in progress(range(cfg.num_volumes), "phantom synthesis", cfg.num_volumes, "volumes"):
             _save_pair(building, index, synthesize_scan(cfg, index))
 
-    build_once(directory, draw, is_complete=lambda path: _is_complete(path, cfg))
+    build_once(directory, draw, is_complete=lambda path: is_complete_phantom(path, cfg))
     return directory
 
 
@@ -72,7 +72,12 @@ def _check_config(cfg: PhantomConfig) -> None:
         )
 
 
-def _is_complete(directory: Path, cfg: PhantomConfig) -> bool:
+def phantom_folder(root: Path, cfg: PhantomConfig) -> Path:
+    """Where :func:`write_phantom` puts the phantom for ``cfg`` under ``root``."""
+    return Path(root) / f"phantom-{phantom_key(cfg)}"
+
+
+def is_complete_phantom(directory: Path, cfg: PhantomConfig) -> bool:
     return all(
         (directory / f"{kind}-{index}.nii.gz").is_file()
         for index in range(cfg.num_volumes)
