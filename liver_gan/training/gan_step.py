@@ -44,8 +44,27 @@ from liver_gan.training.optim import build_optimizers
 LOGGED_SCALARS = ("loss/D", "loss/G", "D(x)", "D(G(z))")
 
 
+class AdversarialPair:
+    """A generator and a discriminator, each with its optimizer: the part of the Family protocol
+    that the GAN and the lesion inpainter (training/inpaint_step.py) share."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    optimizer_g: torch.optim.Optimizer
+    optimizer_d: torch.optim.Optimizer
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimizer_g": self.optimizer_g, "optimizer_d": self.optimizer_d}
+
+    def learning_rates(self) -> dict[str, float]:
+        return {"lr/G": self.optimizer_g.param_groups[0]["lr"], "lr/D": self.optimizer_d.param_groups[0]["lr"]}
+
+
 @dataclass
-class GAN:
+class GAN(AdversarialPair):
     """A GAN being trained: both networks, their optimizers and the loss (``cfg.loss``)."""
 
     generator: nn.Module
@@ -56,15 +75,6 @@ class GAN:
     augment: Augment = field(default_factory=Augment)
     d_steps: int = 0  # D steps taken, which place lazy R1's steps
     logged_scalars: tuple[str, ...] = LOGGED_SCALARS
-
-    def networks(self) -> dict[str, nn.Module]:
-        return {"generator": self.generator, "discriminator": self.discriminator}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"optimizer_g": self.optimizer_g, "optimizer_d": self.optimizer_d}
-
-    def learning_rates(self) -> dict[str, float]:
-        return {"lr/G": self.optimizer_g.param_groups[0]["lr"], "lr/D": self.optimizer_d.param_groups[0]["lr"]}
 
     def monitored(self) -> dict[str, Tensor]:
         """ADA's probability p and overfitting measure r_t, for TensorBoard; nothing otherwise."""

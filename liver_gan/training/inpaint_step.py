@@ -39,6 +39,7 @@ from liver_gan.losses import check_loss_options, discriminator_loss, generator_l
 from liver_gan.models import build_inpainting
 from liver_gan.models.inpaint import conditioning, critic_input
 from liver_gan.training.batch_noise import BatchNoise
+from liver_gan.training.gan_step import AdversarialPair
 from liver_gan.training.optim import build_optimizers
 from liver_gan.training.state import FixedSamples
 
@@ -89,7 +90,7 @@ def masked_l1(filled: Tensor, real: Tensor, mask: Tensor) -> Tensor:
 
 
 @dataclass
-class Inpainting:
+class Inpainting(AdversarialPair):
     """The inpainter being trained: both networks, their optimizers, the loss and the model options."""
 
     generator: nn.Module
@@ -99,15 +100,6 @@ class Inpainting:
     loss: DictConfig
     model: DictConfig  # cfg.model: the L1 weight and how holes are made
     logged_scalars: tuple[str, ...] = LOGGED_SCALARS
-
-    def networks(self) -> dict[str, nn.Module]:
-        return {"generator": self.generator, "discriminator": self.discriminator}
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"optimizer_g": self.optimizer_g, "optimizer_d": self.optimizer_d}
-
-    def learning_rates(self) -> dict[str, float]:
-        return {"lr/G": self.optimizer_g.param_groups[0]["lr"], "lr/D": self.optimizer_d.param_groups[0]["lr"]}
 
     def monitored(self) -> dict[str, Tensor]:
         return {}
