@@ -44,22 +44,25 @@ def _readme() -> str:
     return (REPO_ROOT / "README.md").read_text()
 
 
-def _table_row(first_cell: str) -> list[str]:
-    """The cells of the README table row whose first cell is ``first_cell``."""
-    for line in _readme().splitlines():
+def _table_row(first_cell: str, page: str = "README.md") -> list[str]:
+    """The cells of the table row of ``page`` (README.md or docs/*.md) whose first cell is ``first_cell``."""
+    for line in (REPO_ROOT / page).read_text().splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if line.startswith("|") and cells[0] == first_cell:
             return cells
-    raise AssertionError(f"README.md has no table row for {first_cell}")
+    raise AssertionError(f"{page} has no table row for {first_cell}")
 
 
-def test_the_model_table_lists_every_model_option() -> None:
-    listed = set(re.findall(r"`(\w+)`", _table_row("`model`")[1]))
-    assert listed == {path.stem for path in (REPO_ROOT / "conf" / "model").glob("*.yaml")}
+@pytest.mark.parametrize(
+    "group", ["dataset", "model", "optimizer", "loss", "augment", "eval", "trainer", "experiment", "debug", "hparams_search"]
+)
+def test_the_group_table_lists_every_option_of_its_group(group: str) -> None:
+    listed = set(re.findall(r"`(\w+)`", _table_row(f"`{group}`")[1]))
+    assert listed == {path.stem for path in (REPO_ROOT / "conf" / group).glob("*.yaml")}
 
 
 def test_eval_num_samples_default_is_what_the_code_generates() -> None:
-    default = _table_row("`eval.num_samples`")[1]
+    default = _table_row("`eval.num_samples`", "docs/evaluation.md")[1]
     assert default == f"null: twice the reals, at most {AUTO_MAX_SAMPLES}" and EvalConfig.num_samples is None
     assert (generated_count(None, 100), generated_count(None, AUTO_MAX_SAMPLES)) == (200, AUTO_MAX_SAMPLES)
 
