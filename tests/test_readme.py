@@ -129,7 +129,11 @@ HYDRA_TOOLS = {
     "liver-gan-utility": "utility",
     "liver-gan-insert": "insert",
 }
-ARGPARSE_TOOLS = {"liver-gan-summary": summary.parse_args, "liver-gan-cache": cache.parse_args, "liver-gan-vtt": vtt.parse_args}
+ARGPARSE_TOOLS = {
+    "liver-gan-summary": summary.parse_args,
+    "liver-gan-cache": cache.parse_args,
+    "liver-gan-vtt": vtt.parse_args,
+}
 SHELL_OPERATORS = {"|", "||", "&&", ";", ">", ">>", "<"}
 HEREDOC = re.compile(r"cat\s+>\s*(\S+)\s+<<-?\s*'?(\w+)'?\s*$")
 
@@ -286,7 +290,9 @@ def test_every_documented_command_composes(
 
 
 @pytest.mark.filterwarnings("ignore:provider=hydra.searchpath in command-line")
-def test_the_documented_commands_are_found_and_a_wrong_one_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_documented_commands_are_found_and_a_wrong_one_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tools = {command.argv[0] for command in DOC_COMMANDS}
     assert tools == set(HYDRA_TOOLS) | set(ARGPARSE_TOOLS), tools
     register_configs()
@@ -327,6 +333,11 @@ def test_every_relative_link_resolves(page: Path) -> None:
             if anchor not in {_anchor(heading) for heading in headings}:
                 broken.append(target)
     assert not broken, f"{page.relative_to(REPO_ROOT)}: {broken}"
+
+
+def test_the_readme_stays_a_first_hour_read() -> None:
+    """Issue 25: what a user needs in the first hour, in at most about 400 lines; the rest is in docs/."""
+    assert len(_readme().splitlines()) <= 400, "move a topic's detail into its docs/ page"
 
 
 def test_the_readme_links_every_docs_page() -> None:
