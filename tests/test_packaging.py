@@ -79,7 +79,7 @@ def test_a_built_wheel_runs_from_outside_the_checkout(tmp_path: Path) -> None:
 
     help_text = run(bin_dir / "liver-gan-train", "--help")
     assert help_text.returncode == 0, help_text.stderr
-    assert help_text.stdout.startswith("liver-gan-train: ") and "model: dcgan, dcgan_small*, ddpm, mlp" in help_text.stdout
+    assert help_text.stdout.startswith("liver-gan-train: ") and "model: dcgan, dcgan_small*, ddpm, inpaint, mlp" in help_text.stdout
 
     smoke = run(bin_dir / "liver-gan-train", "debug=smoke", "eval.enabled=false", "trainer.device=cpu")
     assert smoke.returncode == 0, smoke.stderr[-3000:]
