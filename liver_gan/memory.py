@@ -18,13 +18,9 @@ GIB = 1024**3
 MIB = 1024**2
 
 
-def available_bytes(device: str = "cpu") -> int | None:
-    """Memory free for new allocations on ``device`` (cpu: Linux's MemAvailable; cuda: the
-    driver's free memory), or None where the system does not say."""
-    if device.startswith("cuda"):
-        import torch
-
-        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+def available_bytes() -> int | None:
+    """Host memory free for new allocations (Linux's MemAvailable, else the free pages), or None
+    where the system does not say.  Models and the slice cache are built in host memory first."""
     try:
         for line in MEMINFO.read_text().splitlines():
             if line.startswith("MemAvailable:"):
@@ -41,12 +37,12 @@ def format_bytes(count: float) -> str:
     return f"{count / GIB:.1f} GiB" if count >= GIB else f"{count / MIB:.1f} MiB"
 
 
-def require_fits(needed: int, what: str, fix: str, device: str = "cpu") -> None:
+def require_fits(needed: int, what: str, fix: str) -> None:
     """Refuse ``what`` (e.g. "model=dcgan at dataset.resolution=64") when its ``needed`` bytes exceed
-    the memory available on ``device``; ``fix`` says what to change."""
-    available = available_bytes(device)
+    the host memory available; ``fix`` says what to change."""
+    available = available_bytes()
     if available is not None and needed > available:
         raise LiverGanError(
             f"{what} needs about {format_bytes(needed)}, more than the {format_bytes(available)} of memory "
-            f"available on {device}; {fix}"
+            f"available on this machine; {fix}"
         )

@@ -81,7 +81,7 @@ def test_a_model_larger_than_the_memory_is_refused_before_it_is_built(
 
     monkeypatch.setattr(torch, "empty", recording_empty)
     with pytest.raises(LiverGanError, match=r"model=build_dcgan at dataset\.resolution=64 \(its weights\) needs about "
-                                            r"6\.8 MiB, more than the 4\.0 MiB of memory available on cpu; use smaller"):
+                                            r"6\.8 MiB, more than the 4\.0 MiB of memory available on this machine; use smaller"):
         build_generator(compose_config(["model=dcgan_small"]))
     assert built_on and set(built_on) == {"meta"}  # every parameter was a shape only
 
