@@ -38,11 +38,11 @@ def format_bytes(count: float) -> str:
 
 
 def require_fits(needed: int, what: str, fix: str) -> None:
-    """Refuse ``what`` (e.g. "model=dcgan at dataset.resolution=64") when its ``needed`` bytes exceed
+    """Refuse ``what`` (e.g. "the dcgan model at dataset.resolution=64, its weights") when its ``needed`` bytes exceed
     the host memory available; ``fix`` says what to change."""
     available = available_bytes()
     if available is not None and needed > available:
         raise LiverGanError(
-            f"{what} needs about {format_bytes(needed)}, more than the {format_bytes(available)} of memory "
+            f"{what}: about {format_bytes(needed)} needed, more than the {format_bytes(available)} of memory "
             f"available on this machine; {fix}"
         )

@@ -80,14 +80,14 @@ def test_a_model_larger_than_the_memory_is_refused_before_it_is_built(
         return tensor
 
     monkeypatch.setattr(torch, "empty", recording_empty)
-    with pytest.raises(LiverGanError, match=r"model=build_dcgan at dataset\.resolution=64 \(its weights\) needs about "
-                                            r"6\.8 MiB, more than the 4\.0 MiB of memory available on this machine; use smaller"):
+    with pytest.raises(LiverGanError, match=r"the dcgan model at dataset\.resolution=64, its weights: about "
+                                            r"6\.8 MiB needed, more than the 4\.0 MiB of memory available on this machine; use smaller"):
         build_generator(compose_config(["model=dcgan_small"]))
     assert built_on and set(built_on) == {"meta"}  # every parameter was a shape only
 
 
 def test_two_to_the_forty_widths_are_refused_by_the_estimate(compose_config: Callable[..., DictConfig]) -> None:
-    with pytest.raises(LiverGanError, match=r"\(its weights\) needs about \d+\.\d GiB, more than"):
+    with pytest.raises(LiverGanError, match=r"the mlp model at dataset\.resolution=64, its weights: about \d+\.\d GiB needed, more than"):
         build_generator(compose_config(["model=mlp", "model.generator_widths=[1099511627776]"]))
 
 

@@ -144,9 +144,10 @@ def _refusing_what_does_not_fit(cfg: DictConfig) -> Any:
     wide) is refused in one line with its size, rather than granted lazily and killed later.  The
     allocator's own refusal is caught too, for memory that went between the estimate and the build.
     """
-    what = f"model={cfg.model._target_.rsplit('.', 1)[-1]} at dataset.resolution={cfg.dataset.resolution}"
+    family = cfg.model._target_.rsplit(".", 2)[-2]  # the family's module: liver_gan.models.<family>.build_...
+    what = f"the {family} model at dataset.resolution={cfg.dataset.resolution}"
     fix = "use smaller model widths or dataset.resolution"
-    require_fits(weight_bytes(lambda: _call_builder(cfg)), f"{what} (its weights)", fix)
+    require_fits(weight_bytes(lambda: _call_builder(cfg)), f"{what}, its weights", fix)
     try:
         return _call_builder(cfg)
     except InstantiationException as error:
