@@ -29,6 +29,7 @@ from liver_gan.data.cache import CacheEntry, SliceTable, cache_key, load_or_buil
 from liver_gan.data.labels import HEALTHY, SUBSET_CLASSES, TUMOR
 from liver_gan.data.layouts import Case, find_cases
 from liver_gan.data.masks import ct, encode
+from liver_gan.data.nifti import _load as load_checked_header
 from liver_gan.data.nifti import read_scan
 from liver_gan.data.phantom import write_phantom
 from liver_gan.data.slicing import ScanSlices, SliceOptions, slice_scan
@@ -174,13 +175,15 @@ def _require_cache_fits(cases: Sequence[Case], resolution: int) -> None:
 
 
 def _axial_slices(case: Case) -> int:
-    """The number of axial slices in ``case``'s volume, from its header; 0 for a file the slicing will report."""
+    """The number of axial slices in ``case``'s volume, from its header (checked as the reader checks
+    it, so a header claiming more voxels than its file holds counts nothing); 0 for a file that the
+    slicing will report, or skip with ``dataset.skip_bad``."""
     try:
-        image = nib.load(str(case.volume))
-        axes = nib.io_orientation(image.affine)[:, 0]
-        return int(image.shape[int(np.flatnonzero(axes == 2)[0])])
-    except (OSError, ValueError, IndexError, nib.filebasedimages.ImageFileError):
+        image = load_checked_header(case.volume)
+    except LiverGanError:
         return 0
+    axial = np.flatnonzero(nib.io_orientation(image.affine)[:, 0] == 2)  # the axis that runs inferior-superior
+    return int(image.shape[axial[0]]) if len(axial) else 0
 
 
 def slice_options(cfg: DatasetConfig) -> SliceOptions:
