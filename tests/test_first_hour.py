@@ -15,7 +15,9 @@ import pytest
 
 from liver_gan.cli import scripts
 from liver_gan.cli.torch_versions import check_torch_pair, matching_torchvision
+from liver_gan.cli.vtt import UPSCALING
 from liver_gan.errors import LiverGanError
+from liver_gan.vtt.page import Upscaling
 
 
 def run_tool(tool, args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
@@ -56,9 +58,9 @@ def test_hydra_full_error_keeps_hydras_own_exception(monkeypatch: pytest.MonkeyP
 
 
 def test_help_imports_no_torch() -> None:
-    """Every Hydra tool's --help (and liver-gan-summary's), one after another in a fresh interpreter:
+    """Every Hydra tool's --help (and the argparse tools'), one after another in a fresh interpreter:
     none imports torch or a Hydra tool's task."""
-    tools = ["train", "prepare", "sample", "evaluate", "utility", "insert", "summary"]
+    tools = ["train", "prepare", "sample", "evaluate", "utility", "insert", "summary", "cache", "vtt"]
     code = (
         "import sys\n"
         "from liver_gan.cli import scripts\n"
@@ -69,9 +71,16 @@ def test_help_imports_no_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert "liver-gan-sample: " in result.stdout and "liver-gan-utility: " in result.stdout
+    assert "usage: liver-gan-cache" in result.stdout and "usage: liver-gan-vtt" in result.stdout
     imported = result.stdout.strip().splitlines()[-1]
-    light = ["liver_gan.cli.hydra_errors", "liver_gan.cli.scripts", "liver_gan.cli.summary", "liver_gan.cli.torch_versions"]
+    light = ["liver_gan.cli.cache", "liver_gan.cli.hydra_errors", "liver_gan.cli.scripts", "liver_gan.cli.summary",
+             "liver_gan.cli.torch_versions", "liver_gan.cli.vtt"]
     assert imported == str(light)
+
+
+def test_vtt_parser_offers_every_upscaling_the_page_knows() -> None:
+    """liver-gan-vtt's parser names the upscaling modes itself, to import no torch; they must stay the page's."""
+    assert UPSCALING == tuple(mode.value for mode in Upscaling)
 
 
 def test_a_single_run_refused_at_start_leaves_no_run_dir(

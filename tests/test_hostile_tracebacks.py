@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import shutil
 import struct
 import sys
@@ -23,6 +24,7 @@ from tiny_gan import save_tiny_checkpoint, tiny_phantom_overrides
 import liver_gan.atomic
 import liver_gan.data.cache
 import liver_gan.images
+from liver_gan.cli import scripts
 from liver_gan.cli.evaluate import main as evaluate_main
 from liver_gan.cli.prepare import main as prepare_main
 from liver_gan.cli.sample import main as sample_main
@@ -230,3 +232,50 @@ def test_escape_sequences_from_a_checkpoint_reach_the_terminal_escaped(
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\x07" not in err and len(err.strip().splitlines()) == 1
     assert "/nowhere\\x1b]0;owned\\x07\\n\\x1b[2J" in err
+
+
+def read_only_under(folder: Path, monkeypatch: pytest.MonkeyPatch, fault: str) -> None:
+    """``folder`` as on a read-only file system (tests run as root, which may write anywhere): creating a
+    dir in it fails with EROFS, or opening a log file there with EACCES."""
+    if fault == "mkdir":
+        real_mkdir = Path.mkdir
+
+        def mkdir(path: Path, *args: Any, **kwargs: Any) -> None:
+            if path.resolve().is_relative_to(folder.resolve()) and not path.exists():
+                raise OSError(errno.EROFS, "Read-only file system", str(path))
+            real_mkdir(path, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "mkdir", mkdir)
+    else:
+        real_open = logging.FileHandler._open
+
+        def open_log(handler: logging.FileHandler) -> Any:
+            if Path(handler.baseFilename).resolve().is_relative_to(folder.resolve()):
+                raise PermissionError(errno.EACCES, "Permission denied", handler.baseFilename)
+            return real_open(handler)
+
+        monkeypatch.setattr(logging.FileHandler, "_open", open_log)
+
+
+@pytest.mark.parametrize("fault", ["mkdir", "log_file"])
+@pytest.mark.parametrize("tool", ["train", "prepare", "sample", "evaluate", "utility", "insert"])
+def test_a_run_dir_on_a_read_only_folder_is_one_line(
+    tool: str, fault: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hydra creates the run dir, its .hydra/ record and the log before any liver-gan code runs."""
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    (read_only / "mine.txt").write_text("the user's")
+    run_dir = read_only / "run" if fault == "mkdir" else read_only
+    extra = {"sample": ["checkpoint=nowhere", f"out={read_only / 'E'}"]}.get(tool, [])
+    read_only_under(read_only, monkeypatch, fault)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [f"liver-gan-{tool}", *extra, f"hydra.run.dir={run_dir}"])
+    before = checksums(read_only)
+    with pytest.raises(SystemExit) as exit_info:
+        getattr(scripts, tool)()
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "cannot write the run dir" in err and str(read_only) in err and "hydra.run.dir=" in err, err
+    assert checksums(read_only) == before

@@ -140,9 +140,17 @@ def test_sample_cli_exports_nnunet_with_the_spacing_of_the_runs_own_data(
     sample_main()
 
     directory = tmp_path / "out" / "Dataset903_Tiny"
-    assert json.loads((directory / "dataset.json").read_text())["numTraining"] == 4
     train_cfg = compose_config(overrides, hydra=False)
-    rows, columns, thickness = run_dataset(train_cfg).train.spacing.median(dim=0).values.tolist()
+    dataset = run_dataset(train_cfg)
+    assert json.loads((directory / "dataset.json").read_text())["numTraining"] == 4 + len(dataset.val)
+    # One fold: nnU-Net trains on the synthetic cases only and validates on the run's real validation slices.
+    real_cases = sorted(f"real_{patient:04d}_{number:04d}" for patient, number in
+                        zip(dataset.val.patient_ids.tolist(), dataset.val.slice_indices.tolist()))
+    synthetic = sorted(f"{stack}_{index:05d}" for stack in ("healthy", "tumor") for index in range(2))
+    assert len(dataset.val) > 0
+    assert json.loads((directory / "splits_final.json").read_text()) == [{"train": synthetic, "val": real_cases}]
+    assert {path.name.removesuffix(".nii.gz") for path in (directory / "labelsTr").iterdir()} == {*synthetic, *real_cases}
+    rows, columns, thickness = dataset.train.spacing.median(dim=0).values.tolist()
     _, zooms = load(directory / "imagesTr" / "tumor_00001_0000.nii.gz")
     assert zooms == pytest.approx((columns, rows, thickness))
     seg, _ = load(directory / "labelsTr" / "healthy_00000.nii.gz")

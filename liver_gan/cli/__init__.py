@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from liver_gan.cli.hydra_errors import COMPOSITION_ERRORS, one_line
+from liver_gan.cli.hydra_errors import COMPOSITION_ERRORS, one_line, unwritable_run_dir
 from liver_gan.cli.torch_versions import check_torch_pair
 from liver_gan.config import check_schema_keys, register_configs
 from liver_gan.errors import LiverGanError
@@ -75,6 +75,8 @@ def run_hydra_app(task: Callable[[DictConfig], Any] | str, config_name: str) -> 
     and a refused command line import no torch.  Hydra's composition errors end the program with
     one line and status 2 (:mod:`liver_gan.cli.hydra_errors`); ``HYDRA_FULL_ERROR=1`` keeps Hydra's
     full trace.  A single run refused at its start leaves no run dir behind (:func:`remove_unstarted_run_dir`).
+    A run dir Hydra cannot create or write (its ``.hydra/`` record and log come before any task
+    starts) is one line too, naming the path and what to do.
     """
     report_user_errors(check_torch_pair)()
     register_configs()
@@ -82,6 +84,7 @@ def run_hydra_app(task: Callable[[DictConfig], Any] | str, config_name: str) -> 
     # Cached like Hydra's ${now:}: every read of hydra.run.dir in one run gives the one claimed dir.
     OmegaConf.register_new_resolver(RUN_DIR_RESOLVER, claim_run_dir, use_cache=True, replace=True)
     user_wants_full_error = FULL_ERROR in os.environ
+    tasks_started = []
 
     @report_user_errors
     def checked(cfg: DictConfig) -> Any:
@@ -89,6 +92,7 @@ def run_hydra_app(task: Callable[[DictConfig], Any] | str, config_name: str) -> 
         return _imported(task)(cfg)
 
     def checked_task(cfg: DictConfig) -> Any:
+        tasks_started.append(True)
         with hydra_reports_task_errors(user_wants_full_error):
             try:
                 return checked(cfg)
@@ -107,6 +111,13 @@ def run_hydra_app(task: Callable[[DictConfig], Any] | str, config_name: str) -> 
         if user_wants_full_error:
             raise
         print_error(one_line(error))
+        raise SystemExit(2) from None
+    except Exception as error:
+        # Before any task starts, only Hydra's own writes into its run dir can fail this way.
+        message = None if user_wants_full_error or tasks_started else unwritable_run_dir(error)
+        if message is None:
+            raise
+        print_error(message)
         raise SystemExit(2) from None
     finally:
         if not user_wants_full_error:

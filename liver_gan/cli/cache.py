@@ -4,7 +4,8 @@
 
 A plain argparse CLI rather than a Hydra app, as ``liver-gan-summary``: it reads two folders
 and would otherwise make a run directory of its own. The folders default to the configs'
-``dataset.cache_dir`` and ``eval.cache_dir``.
+``dataset.cache_dir`` and ``eval.cache_dir``. The caches' code imports torch, so it is imported
+only when a command runs: ``--help`` answers at once.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from liver_gan.caches import DATASET, HEADER, REFERENCE, Listing, format_listing, list_cache, prune, select
 from liver_gan.cli import report_user_errors
 from liver_gan.config import DatasetConfig, EvalConfig
 from liver_gan.errors import LiverGanError
+
+if TYPE_CHECKING:
+    from liver_gan.caches import Listing
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @report_user_errors
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    from liver_gan.caches import DATASET, REFERENCE, list_cache, prune, select
+
     now = time.time()
     listings = list_cache(args.dataset_cache_dir, DATASET) + list_cache(args.eval_cache_dir, REFERENCE)
     if args.command == "list":
@@ -78,6 +84,8 @@ def confirm(count: int) -> None:
 
 
 def _print_table(listings: list[Listing], now: float) -> None:
+    from liver_gan.caches import HEADER, format_listing
+
     if not listings:
         print("no cache entries")
         return

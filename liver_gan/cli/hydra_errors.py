@@ -4,6 +4,7 @@ Hydra reports a mistyped key, group option or value in 6-12 lines (the override,
 error, the search path) and exits with status 1; liver-gan's own errors are one line and status 2.
 :func:`one_line` turns the errors Hydra raises while composing (see :data:`COMPOSITION_ERRORS`)
 into that one line: the key or option at fault, the closest valid names, the valid names.
+:func:`unwritable_run_dir` does the same for a run dir Hydra cannot create or write.
 """
 
 from __future__ import annotations
@@ -35,6 +36,23 @@ def one_line(error: Exception) -> str:
     if isinstance(cause, OmegaConfBaseException) and cause is not error:
         message = f"{message}: {_first_line(cause)}"
     return message
+
+
+def unwritable_run_dir(error: BaseException) -> str | None:
+    """The message for Hydra failing to write its run dir (the dir, ``.hydra/`` or the log), or None
+    when ``error`` is not a file-system error.  The logging setup wraps its handler's error in a
+    ValueError ("Unable to configure handler"), so the whole cause chain is searched."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    where = cause.filename if cause.filename is not None else "the run dir"
+    reason = cause.strerror or type(cause).__name__
+    return (
+        f"cannot write the run dir: {where}: {reason}; set hydra.run.dir= (hydra.sweep.dir= with -m) "
+        "to a folder you can write, or run from one"
+    )
 
 
 def _first_line(error: Exception) -> str:

@@ -12,6 +12,8 @@ own resolution.
   and with png ``<out>/<stack>_labels/*.png`` (pixel values 0, 1, 2).
 - ``format=nifti|nnunet|lits``: ``<out>/nifti/``, ``<out>/<nnunet_dataset>/`` or ``<out>/lits/``
   in Hounsfield units with the source data's spacing (liver_gan/data/segmentation_export.py).
+  ``nnunet`` adds the run's real validation slices and a ``splits_final.json`` of one fold that
+  trains on the synthetic cases and validates on those.
 - ``seeds=0-63`` (as stylegan2-ada's generate.py): one image per seed instead of ``num_samples``
   from ``seed``; seed s gives the same image whatever range it is asked in.
 - ``interpolate=[0,7] interpolate_steps=8``: a latent walk, 8 images from seed 0's z to seed 7's
@@ -222,9 +224,13 @@ def export_stacks(stacks: dict[str, Tensor], cfg: DictConfig, train_cfg: DictCon
             f"nnunet_dataset={cfg.nnunet_dataset}: nnU-Net finds datasets named DatasetXXX_Name (three digits), "
             "e.g. nnunet_dataset=Dataset901_SynthLiver"
         )
-    spacing = source_spacing(run_dataset(train_cfg, **given_paths(cfg.dataset)).train)
-    export = EXPORTS[export_format.value]
-    return export(stacks, out / folder[export_format], train_cfg.dataset.window, spacing)
+    dataset = run_dataset(train_cfg, **given_paths(cfg.dataset))
+    spacing = source_spacing(dataset.train)
+    directory, window = out / folder[export_format], train_cfg.dataset.window
+    if export_format is SampleFormat.nnunet:
+        # nnU-Net validates on real cases: the run's validation slices, which its generator never saw.
+        return EXPORTS["nnunet"](stacks, directory, window, spacing, validation=dataset.val)
+    return EXPORTS[export_format.value](stacks, directory, window, spacing)
 
 
 def _class_by_stack(num_classes: int) -> dict[str, int | None]:

@@ -7,6 +7,9 @@
 ``make`` writes ``vtt.html`` (send it to the reader) and ``key.json`` (keep it). ``score`` checks the
 ``answers.json`` the page exported against the key. Two subcommands with a positional file fit
 argparse better than a Hydra app, which has no subcommands.
+
+The commands' modules import torch, so each is imported inside the function that uses it: the
+parser, and with it ``--help``, imports none of them.
 """
 
 from __future__ import annotations
@@ -14,22 +17,18 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import torch
-from torch import Tensor
-
-from liver_gan.atomic import atomic_write_json
 from liver_gan.cli import report_user_errors
-from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
-from liver_gan.data.masks import ct
-from liver_gan.images import read_image_folder, to_uint8
-from liver_gan.runs import load_generator, run_dataset
-from liver_gan.sampling import balanced_labels, generate
-from liver_gan.training.run_dir import claim_new_dir
-from liver_gan.vtt.page import Upscaling, VisualTuringTest, write_visual_turing_test
-from liver_gan.vtt.scoring import format_score, load_answers, load_key, score_answers
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from liver_gan.vtt.page import VisualTuringTest
+
+# liver_gan.vtt.page.Upscaling's values, named here so that the parser imports no torch.
+UPSCALING = ("nearest", "smooth")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -44,7 +43,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     make.add_argument("--num", type=int, default=40, help="slices on the page, half real and half synthetic (default 40)")
     make.add_argument("--seed", type=int, default=0, help="which slices are drawn, the noise and the page order")
     make.add_argument("--size", type=int, default=512, help="displayed width and height in pixels (default 512)")
-    make.add_argument("--upscaling", choices=[mode.value for mode in Upscaling], default=Upscaling.nearest.value)
+    make.add_argument("--upscaling", choices=UPSCALING, default=UPSCALING[0])
     make.add_argument("--out", type=Path, help="output folder (default outputs/vtt/<date_time>)")
     make.add_argument("--device", default="auto", help="auto, cpu or cuda[:N], for sampling")
     make.add_argument("--dataset-root", help="the run's data, where the checkpoint's dataset.root does not hold it")
@@ -60,12 +59,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def choose(images: Tensor, count: int, seed: int, what: str) -> Tensor:
     """``count`` images drawn at random (seeded) without replacement, in drawing order."""
+    import torch
+
     if count > len(images):
         raise LiverGanError(f"{what} has {len(images)} slices, fewer than the {count} needed; lower --num")
     return images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:count]]
 
 
 def folder_slices(directory: Path, count: int, seed: int) -> Tensor:
+    from liver_gan.images import read_image_folder
+
     return choose(read_image_folder(directory, mode="L"), count, seed, str(directory))
 
 
@@ -79,6 +82,14 @@ def slices_from_folders(args: argparse.Namespace, num_real: int, num_fake: int) 
 
 def slices_from_generator(args: argparse.Namespace, num_real: int, num_fake: int) -> tuple[Tensor, Tensor, dict[str, str]]:
     """Synthetic slices from the run; real ones from --real-dir or the run's own validation split."""
+    import torch
+
+    from liver_gan.data.masks import ct
+    from liver_gan.device import resolve_device
+    from liver_gan.images import to_uint8
+    from liver_gan.runs import load_generator, run_dataset
+    from liver_gan.sampling import balanced_labels, generate
+
     device = resolve_device(args.device, "--device")
     generator, train_cfg = load_generator(args.generator, device)
     if args.real_dir is not None:
@@ -99,6 +110,9 @@ def slices_from_generator(args: argparse.Namespace, num_real: int, num_fake: int
 
 
 def make_test(args: argparse.Namespace) -> VisualTuringTest:
+    from liver_gan.training.run_dir import claim_new_dir
+    from liver_gan.vtt.page import Upscaling, write_visual_turing_test
+
     if args.num < 2:
         raise LiverGanError(f"--num={args.num}: a test needs at least 2 slices")
     num_fake, num_real = args.num // 2, args.num - args.num // 2
@@ -109,6 +123,9 @@ def make_test(args: argparse.Namespace) -> VisualTuringTest:
 
 
 def score_test(args: argparse.Namespace) -> None:
+    from liver_gan.atomic import atomic_write_json
+    from liver_gan.vtt.scoring import format_score, load_answers, load_key, score_answers
+
     test_id, truth = load_key(args.key)
     called_fake, reader = load_answers(args.answers, test_id, set(truth))
     score = score_answers(truth, called_fake, args.confidence)

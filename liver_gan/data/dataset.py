@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+import nibabel as nib
 import numpy as np
 import torch
 from omegaconf import MISSING
@@ -28,11 +29,13 @@ from liver_gan.data.cache import CacheEntry, SliceTable, cache_key, load_or_buil
 from liver_gan.data.labels import HEALTHY, SUBSET_CLASSES, TUMOR
 from liver_gan.data.layouts import Case, find_cases
 from liver_gan.data.masks import ct, encode
+from liver_gan.data.nifti import _load as load_checked_header
 from liver_gan.data.nifti import read_scan
 from liver_gan.data.phantom import write_phantom
 from liver_gan.data.slicing import ScanSlices, SliceOptions, slice_scan
 from liver_gan.data.summary import dataset_summary
 from liver_gan.errors import LiverGanError
+from liver_gan.memory import require_fits
 from liver_gan.progress import progress
 
 log = logging.getLogger(__name__)
@@ -150,12 +153,37 @@ def _cached_slices(cfg: DatasetConfig, root: Path) -> CacheEntry:
     options = slice_options(cfg)
 
     def build() -> tuple[SliceTable, dict[str, Any]]:
+        _require_cache_fits(cases, options.resolution)
         table, meta = build_slice_table(cases, options, cfg.num_workers, cfg.skip_bad)
         return table, {**meta, "root": str(root.resolve()), "options": key_options}
 
     entry = load_or_build(Path(cfg.cache_dir), key, build)
     _report_skipped(entry.meta["skipped"], cfg.skip_bad)
     return entry
+
+
+def _require_cache_fits(cases: Sequence[Case], resolution: int) -> None:
+    """Refuse a slice cache larger than the memory available, before any volume is read: every
+    axial slice of every volume (from the headers; only the liver's are kept, so this is an upper
+    bound) at ``resolution`` squared float32 pixels, as training holds them."""
+    slices = sum(_axial_slices(case) for case in cases)
+    require_fits(
+        slices * resolution**2 * 4,
+        f"dataset.resolution={resolution}: the slice cache of up to {slices} slices of {resolution}x{resolution}",
+        "lower dataset.resolution (e.g. 64)",
+    )
+
+
+def _axial_slices(case: Case) -> int:
+    """The number of axial slices in ``case``'s volume, from its header (checked as the reader checks
+    it, so a header claiming more voxels than its file holds counts nothing); 0 for a file that the
+    slicing will report, or skip with ``dataset.skip_bad``."""
+    try:
+        image = load_checked_header(case.volume)
+    except LiverGanError:
+        return 0
+    axial = np.flatnonzero(nib.io_orientation(image.affine)[:, 0] == 2)  # the axis that runs inferior-superior
+    return int(image.shape[axial[0]]) if len(axial) else 0
 
 
 def slice_options(cfg: DatasetConfig) -> SliceOptions:

@@ -163,25 +163,39 @@ def nnunet_dataset_json(name: str, description: str, num_cases: int) -> dict:
 
 
 def export_nnunet(
-    stacks: Stacks, directory: Path, window: HUWindow, spacing: Spacing, real: SliceSet | None = None
+    stacks: Stacks,
+    directory: Path,
+    window: HUWindow,
+    spacing: Spacing,
+    real: SliceSet | None = None,
+    validation: SliceSet | None = None,
 ) -> Path:
     """An nnU-Net v2 raw dataset folder (``directory`` should be named ``DatasetXXX_Name``).
 
     With ``real`` slices (with masks) they are exported too, as ``real_<patient>_<slice>``, and
     ``splits_final.json`` holds nnU-Net's 5 folds of them by patient, with every synthetic case in
     the training lists only (``nnUNetv2_plan_and_preprocess`` copies it to the preprocessed folder,
-    where training reads it)."""
+    where training reads it).
+
+    With ``validation`` slices instead (a synthetic-only export: liver-gan-sample), they are
+    exported as ``real_<patient>_<slice>`` and ``splits_final.json`` holds one fold that trains on
+    the synthetic cases only and validates on them, as nnU-Net needs real validation cases to
+    report how a segmenter trained on synthetic data does (train fold 0, not ``all``)."""
     _require_masks(stacks, "nnunet")
-    if real is not None:
-        _require_masks({"real": real.images}, "nnunet")
+    if real is not None and validation is not None:
+        raise ValueError("export_nnunet takes real slices (5 folds) or validation slices (1 fold), not both")
+    given_real = real if real is not None else validation
+    if given_real is not None:
+        _require_masks({"real": given_real.images}, "nnunet")
 
     def write(tmp: Path) -> None:
         cases = {f"{name}_{index:05d}": (hu, labels) for name, index, hu, labels in _cases(stacks, window)}
         synthetic = dict.fromkeys(cases)  # generated from noise: no source patient
         real_cases = {}
-        if real is not None:
-            numbers = real.slice_indices if real.slice_indices is not None else torch.arange(len(real))
-            for (_, _, hu, labels), patient, number in zip(_cases({"real": real.images}, window), real.patient_ids.tolist(), numbers.tolist()):
+        if given_real is not None:
+            numbers = given_real.slice_indices if given_real.slice_indices is not None else torch.arange(len(given_real))
+            real_slices = zip(_cases({"real": given_real.images}, window), given_real.patient_ids.tolist(), numbers.tolist())
+            for (_, _, hu, labels), patient, number in real_slices:
                 real_cases[f"real_{patient:04d}_{number:04d}"] = patient
                 cases[f"real_{patient:04d}_{number:04d}"] = (hu, labels)
         for case, (hu, labels) in cases.items():
@@ -190,6 +204,8 @@ def export_nnunet(
         _write_json(tmp / "dataset.json", nnunet_dataset_json(directory.name, description, len(cases)))
         if real is not None:
             _write_json(tmp / NNUNET_SPLITS_FILE, nnunet_splits(real_cases, synthetic))
+        if validation is not None:
+            _write_json(tmp / NNUNET_SPLITS_FILE, [{"train": sorted(synthetic), "val": sorted(real_cases)}])
 
     return _write_new_folder(directory, write)
 

@@ -36,6 +36,8 @@ from liver_gan.config import BaseModelConfig, DDPMConfig, InpaintConfig, ModelCo
 from liver_gan.data.labels import CLASS_NAMES
 from liver_gan.data.masks import image_channels
 from liver_gan.errors import LiverGanError
+from liver_gan.memory import require_fits
+from liver_gan.models.memory import weight_bytes
 
 # The negative slope of every discriminator's LeakyReLU, as in the DCGAN paper and the thesis.
 LEAKY_SLOPE = 0.2
@@ -134,16 +136,22 @@ def _call_builder(cfg: DictConfig) -> Any:
 
 
 def _refusing_what_does_not_fit(cfg: DictConfig) -> Any:
-    """Build the networks; weights larger than this machine's memory (``model.generator_widths=[2**40]``,
-    ``dataset.resolution=100000``) are refused in one line.  The allocator refuses such a request at
-    once; an estimate on PyTorch's ``meta`` device first would cost every tool about 6 s at start."""
+    """Build the networks, once their weights are known to fit in this machine's memory.
+
+    The weights are counted first on PyTorch's ``meta`` device (:mod:`liver_gan.models.memory`, a
+    few hundredths of a second), so a model larger than the memory available now
+    (``model.generator_widths=[2**40]``, ``dataset.resolution=100000``, or merely a few times too
+    wide) is refused in one line with its size, rather than granted lazily and killed later.  The
+    allocator's own refusal is caught too, for memory that went between the estimate and the build.
+    """
+    family = cfg.model._target_.rsplit(".", 2)[-2]  # the family's module: liver_gan.models.<family>.build_...
+    what = f"the {family} model at dataset.resolution={cfg.dataset.resolution}"
+    fix = "use smaller model widths or dataset.resolution"
+    require_fits(weight_bytes(lambda: _call_builder(cfg)), f"{what}, its weights", fix)
     try:
         return _call_builder(cfg)
     except InstantiationException as error:
         cause = error.__cause__
         if not isinstance(cause, MemoryError) and not (isinstance(cause, RuntimeError) and "allocate memory" in str(cause)):
             raise
-        raise LiverGanError(
-            f"model={cfg.model._target_.rsplit('.', 1)[-1]} at dataset.resolution={cfg.dataset.resolution} does not fit "
-            "in this machine's memory; use smaller model widths or resolution"
-        ) from None
+        raise LiverGanError(f"{what} does not fit in this machine's memory; {fix}") from None
