@@ -4,6 +4,8 @@ about its floor while a constant image scores far above it."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -19,10 +21,11 @@ from liver_gan.images import write_png_folder
 from liver_gan.metrics import evaluate
 from liver_gan.metrics.evaluate import evaluate_folders, evaluate_generator
 from liver_gan.metrics.summary import metric_lines
-from liver_gan.sweeps.summary import METRIC_COLUMNS
+from liver_gan.sweeps.summary import collect_jobs, format_csv
 from liver_gan.training.loop import train
 from test_fid import blobs, eval_config, tiny_generator, two_class_dataset
 from test_reference_cache import CountingExtractor
+from test_summary import make_job
 from test_train_run import hparams, read_events, tiny_run_overrides
 
 Compose = Callable[..., DictConfig]
@@ -148,7 +151,7 @@ def test_real_slices_score_about_their_floor_and_a_constant_image_far_above(
     assert constant["fid_over_floor"] > 3
 
 
-def test_the_floor_is_in_metrics_json_the_final_table_and_the_hparams(
+def test_the_floor_is_in_metrics_json_the_final_table_the_hparams_and_the_sweep_summary(
     compose_config: Compose, data_dir: Path, tmp_path: Path, extractor: CountingExtractor
 ) -> None:
     fid_kid = ["eval.enabled=true", "eval.metrics=[fid,kid]", "eval.num_samples=8", "eval.max_real=8"]
@@ -167,4 +170,7 @@ def test_the_floor_is_in_metrics_json_the_final_table_and_the_hparams(
     assert values["result.fid_floor"] == pytest.approx(metrics["fid_floor"])
     assert values["result.fid_over_floor"] == pytest.approx(metrics["fid_over_floor"])
     assert values["result.floor_pools"] == metrics["floor_pools"]
-    assert {"fid_floor", "fid_over_floor", "kid_floor"} <= set(METRIC_COLUMNS)
+    make_job(tmp_path / "sweep", "0", ["seed=0"], metrics)
+    [row] = csv.DictReader(io.StringIO(format_csv(collect_jobs(tmp_path / "sweep"))))
+    for column in ("fid", "fid_floor", "fid_over_floor", "kid_floor"):
+        assert float(row[column]) == pytest.approx(metrics[column])  # liver-gan-summary's columns
