@@ -185,7 +185,7 @@ def fid_floor(context: EvaluationContext, fid: float) -> Results:
     """The FID of two disjoint sets of reals, and ``fid`` in units of it."""
     floor = floor_sets(context, other_split_embedded(context))
     if floor is None:
-        return {"fid_floor": None, "fid_over_floor": None, "floor_pools": None, "floor_counts": None}
+        return dict.fromkeys(("fid_floor", "fid_over_floor", *FLOOR_KEYS))
     value = frechet_distance(floor.stand_in, floor.reference)
     counts = len(floor.stand_in), len(floor.reference)
     log.info("real-vs-real floor (%s, %d and %d slices): FID %.4g", floor.pools, *counts, value)
@@ -206,10 +206,11 @@ def kid_scores(context: EvaluationContext) -> Results:
 
     floor = floor_sets(context, other_split_embedded(context))
     if floor is None:
-        floor_scores: Results = {"kid_floor": None, "kid_floor_std": None, "floor_pools": None, "floor_counts": None}
+        floor_scores = dict.fromkeys(("kid_floor", "kid_floor_std", *FLOOR_KEYS))
     else:
         floor_kid = score(floor.reference, floor.stand_in)
-        floor_scores = {"kid_floor": floor_kid["kid_mean"], "kid_floor_std": floor_kid["kid_std"], **floor.description()}
+        floor_scores = {"kid_floor": floor_kid["kid_mean"], "kid_floor_std": floor_kid["kid_std"]}
+        floor_scores |= floor.description()
     per_class = per_class_rows(context, "KID", score, {"kid_mean": None, "kid_std": None})
     return {**score(context.real().features, context.fake_features), **floor_scores, **per_class}
 
