@@ -18,8 +18,9 @@ from torch import Tensor, nn
 from liver_gan.config import RealPool
 from liver_gan.data.dataset import prepare_dataset
 from liver_gan.images import write_png_folder
-from liver_gan.metrics import evaluate
+from liver_gan.metrics import evaluate, floor, registry
 from liver_gan.metrics.evaluate import evaluate_folders, evaluate_generator
+from liver_gan.metrics.fid import frechet_distance
 from liver_gan.metrics.summary import metric_lines
 from liver_gan.sweeps.summary import collect_jobs, format_csv
 from liver_gan.training.loop import train
@@ -116,6 +117,27 @@ def test_a_second_evaluation_computes_the_floor_from_the_cache_alone(
     second = evaluate_fid_kid(dataset, generator, tmp_path, metrics=["memorisation"])
     assert extractor.passes == [8]  # only the fakes
     assert {key: second[key] for key in FLOOR_KEYS} == {key: first[key] for key in FLOOR_KEYS}
+
+
+def test_a_run_of_snapshots_computes_its_floor_once(
+    tmp_path: Path, extractor: CountingExtractor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    distances: list[int] = []
+
+    def counted(features_a: Any, features_b: Any) -> float:
+        distances.append(len(features_a))
+        return frechet_distance(features_a, features_b)
+
+    monkeypatch.setattr(registry, "frechet_distance", counted)
+    monkeypatch.setattr(floor, "_FLOOR_VALUES", {})  # no floor from an earlier test
+    dataset, generator = two_class_dataset(num_train=26, num_val=8), tiny_generator(False)
+    first = evaluate_fid_kid(dataset, generator, tmp_path, max_real=26)
+    assert distances == [26, 13]  # the fakes' FID, then the floor's
+    distances.clear()
+    torch.nn.init.normal_(next(generator.parameters()))  # the next snapshot: another generator state
+    second = evaluate_fid_kid(dataset, generator, tmp_path, max_real=26)
+    assert distances == [26]  # its FID only: the same reals give the same floor
+    assert second["fid_floor"] == first["fid_floor"] and second["fid"] != first["fid"]
 
 
 def test_two_folders_take_two_halves_of_the_real_folder(tmp_path: Path, extractor: CountingExtractor) -> None:

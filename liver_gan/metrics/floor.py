@@ -19,8 +19,10 @@ run on the same data and selection meets the same floor.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
@@ -29,6 +31,8 @@ from liver_gan.config import RealPool
 from liver_gan.metrics.context import REAL_SELECTION_SEED, EvaluationContext, pool_size
 
 log = logging.getLogger(__name__)
+
+Value = TypeVar("Value")
 
 OTHER_SPLIT = {RealPool.train: RealPool.val, RealPool.val: RealPool.train}
 FLOOR_KEYS = ("floor_pools", "floor_counts")  # which reals the floor compares, and how many of each
@@ -44,6 +48,27 @@ class FloorSets:
 
     def description(self) -> dict[str, object]:
         return {"floor_pools": self.pools, "floor_counts": [len(self.stand_in), len(self.reference)]}
+
+    def digest(self) -> str:
+        """sha256 of both sets' features: equal for every snapshot of a run, which meets the same reals."""
+        digest = hashlib.sha256()
+        for features in (self.stand_in, self.reference):
+            digest.update(repr((features.dtype.str, features.shape)).encode())
+            digest.update(np.ascontiguousarray(features).tobytes())
+        return digest.hexdigest()
+
+
+# Floor values by metric and FloorSets.digest(): a run's FID snapshots compare the same reals each
+# time, so their floor (seconds at 2048 reals on a CPU) is computed once per process.
+_FLOOR_VALUES: dict[tuple[str, str], Any] = {}
+
+
+def floor_value(name: str, floor: FloorSets, compute: Callable[[FloorSets], Value]) -> Value:
+    """``compute(floor)``, or the value it gave for the same metric and features earlier."""
+    key = (name, floor.digest())
+    if key not in _FLOOR_VALUES:
+        _FLOOR_VALUES[key] = compute(floor)
+    return _FLOOR_VALUES[key]
 
 
 def floor_sets(context: EvaluationContext, other_split_embedded: bool) -> FloorSets | None:

@@ -25,7 +25,7 @@ from liver_gan.images import write_png_folder
 from liver_gan.metrics.context import EvaluationContext, pool_size
 from liver_gan.metrics.diversity import mean_pairwise_cosine_distance, mean_pairwise_ms_ssim
 from liver_gan.metrics.fid import frechet_distance
-from liver_gan.metrics.floor import FLOOR_KEYS, floor_sets, ratio_to_floor
+from liver_gan.metrics.floor import FLOOR_KEYS, floor_sets, floor_value, ratio_to_floor
 from liver_gan.metrics.kid import kernel_inception_distance
 from liver_gan.metrics.masks import MASK_KEYS, mask_report
 from liver_gan.metrics.memorisation import (
@@ -186,7 +186,7 @@ def fid_floor(context: EvaluationContext, fid: float) -> Results:
     floor = floor_sets(context, other_split_embedded(context))
     if floor is None:
         return dict.fromkeys(("fid_floor", "fid_over_floor", *FLOOR_KEYS))
-    value = frechet_distance(floor.stand_in, floor.reference)
+    value = floor_value("fid", floor, lambda sets: frechet_distance(sets.stand_in, sets.reference))
     counts = len(floor.stand_in), len(floor.reference)
     log.info("real-vs-real floor (%s, %d and %d slices): FID %.4g", floor.pools, *counts, value)
     return {"fid_floor": value, "fid_over_floor": ratio_to_floor(fid, value), **floor.description()}
@@ -208,7 +208,8 @@ def kid_scores(context: EvaluationContext) -> Results:
     if floor is None:
         floor_scores = dict.fromkeys(("kid_floor", "kid_floor_std", *FLOOR_KEYS))
     else:
-        floor_kid = score(floor.reference, floor.stand_in)
+        settings = f"kid {kid.num_subsets} {kid.subset_size} {context.seed}"  # what the subsets depend on
+        floor_kid = floor_value(settings, floor, lambda sets: score(sets.reference, sets.stand_in))
         floor_scores = {"kid_floor": floor_kid["kid_mean"], "kid_floor_std": floor_kid["kid_std"]}
         floor_scores |= floor.description()
     per_class = per_class_rows(context, "KID", score, {"kid_mean": None, "kid_std": None})
