@@ -299,7 +299,9 @@ class EvalConfig:
     # Names registered in liver_gan/metrics/registry.py, computed in this order.
     # masks: only where the slices carry them (dataset.masks=true).
     metrics: List[str] = field(
-        default_factory=lambda: ["fid", "kid", "precision_recall", "diversity", "memorisation", "masks"]
+        default_factory=lambda: [
+            "fid", "kid", "precision_recall", "density_coverage", "diversity", "memorisation", "masks"
+        ]
     )
     # Generated images; null: twice the real images compared, at most 2048 (sized to the data).
     num_samples: Optional[int] = None

@@ -59,7 +59,7 @@ def test_two_folders_give_a_table_and_eval_json(
     assert f"  KID        {result['kid_mean']:.4g} ± {result['kid_std']:.2g}" in table
     assert f"  measured on 10 images of {fake} and 12 of {real}" in table
     # Two folders allow the metrics that compare two sets of features; the rest need a training set.
-    assert result["metrics"] == ["fid", "kid", "precision_recall"] and 0 <= result["precision"] <= 1
+    assert result["metrics"] == ["fid", "kid", "precision_recall", "density_coverage"] and 0 <= result["precision"] <= 1
     assert "diversity_ms_ssim" not in result and "memorisation_closest_pairs" not in result
 
 

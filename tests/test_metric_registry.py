@@ -28,7 +28,7 @@ from liver_gan.models.mlp import build_mlp_gan
 from test_fid import eval_config, tiny_generator, two_class_dataset
 from test_reference_cache import CountingExtractor
 
-ALL_METRICS = ["fid", "kid", "precision_recall", "diversity", "memorisation", "masks"]
+ALL_METRICS = ["fid", "kid", "precision_recall", "density_coverage", "diversity", "memorisation", "masks"]
 # What evaluate_generator reports whichever metrics run.
 COMMON_KEYS = {"metrics", "num_real", "num_fake", "real_pool", "feature_extractor"}
 
@@ -62,7 +62,8 @@ def test_only_the_selected_metric_is_computed(
     dataset = two_class_dataset()
     cfg = eval_config(tmp_path, num_samples=8, max_real=24, metrics=["fid"])
     metrics = evaluate_generator(tiny_generator(conditional=True), dataset, cfg, tmp_path, "cpu", seed=0)
-    assert set(metrics) == COMMON_KEYS | {"fid", "per_class"} and metrics["metrics"] == ["fid"]
+    fid_keys = {"fid", "fid_floor", "fid_over_floor", "floor_pools", "floor_counts"}  # FID beside its floor
+    assert set(metrics) == COMMON_KEYS | fid_keys | {"per_class"} and metrics["metrics"] == ["fid"]
     assert [set(row) for row in metrics["per_class"].values()] == [{"fid", "num_real", "num_fake"}] * 2
     assert extractor.passes == [8, 24]  # the fakes and the FID reals; no validation reals
     assert not (tmp_path / "memorisation_closest_pairs.png").exists()

@@ -37,7 +37,8 @@ def test_a_conditional_evaluation_prints_each_class_and_every_group_it_measured(
         kid, counts = f"{row['kid_mean']:.4g} ± {row['kid_std']:.2g}", f"{row['num_real']:>6} {row['num_fake']:>6}"
         assert lines[header + offset] == f"    {name:<8} {row['fid']:>8.4g}  {kid:<20} {counts}"
     groups = [line.split()[0] for line in lines if re.match(r"  \S", line)]
-    assert groups == ["FID", "KID", "precision", "recall", "per", "diversity", "memorised", "measured"]
+    quality = ["FID", "FID", "KID", "KID", "precision", "recall", "density", "coverage"]  # FID and KID: floor too
+    assert groups == [*quality, "per", "diversity", "memorised", "measured"]
     assert any(line.lstrip().startswith("pixel detail: ") for line in lines)
     assert f"MS-SSIM {metrics['diversity_ms_ssim']:.4g} (real {metrics['diversity_ms_ssim_real']:.4g})" in "\n".join(lines)
     # The training run's result prints the same lines between its outcome and where to look.

@@ -293,7 +293,8 @@ def test_cli_run_with_real_fid(fid_weights: Path, data_dir: Path, tmp_path: Path
         (["eval.enabled=true", "eval.batch_size=0"], "eval.batch_size=0 must be at least 1"),
         (
             ["eval.enabled=true", "eval.metrics=[fid,fdi]"],
-            "eval.metrics: unknown metric fdi; known metrics: fid, kid, precision_recall, diversity, memorisation",
+            "eval.metrics: unknown metric fdi; known metrics: fid, kid, precision_recall, density_coverage, "
+            "diversity, memorisation",
         ),
         (
             ["eval.enabled=true", "dataset.val_fraction=0", "eval.real_pool=val"],

@@ -5,7 +5,8 @@ As in stylegan2-ada-pytorch's ``metrics/metric_main.py``: each metric is a funct
 under its name with :func:`register_metric`.  The formulas live in their own modules (fid.py,
 kid.py, precision_recall.py, diversity.py, memorisation.py); the functions here only pick their
 inputs from the context.  A conditional generator's FID and KID are also reported per class
-(``per_class``), from the same features.
+(``per_class``), from the same features, and both beside their real-vs-real floor
+(liver_gan/metrics/floor.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from liver_gan.images import write_png_folder
 from liver_gan.metrics.context import EvaluationContext, pool_size
 from liver_gan.metrics.diversity import mean_pairwise_cosine_distance, mean_pairwise_ms_ssim
 from liver_gan.metrics.fid import frechet_distance
+from liver_gan.metrics.floor import FLOOR_KEYS, floor_sets, floor_value, ratio_to_floor
 from liver_gan.metrics.kid import kernel_inception_distance
 from liver_gan.metrics.masks import MASK_KEYS, mask_report
 from liver_gan.metrics.memorisation import (
@@ -33,7 +35,7 @@ from liver_gan.metrics.memorisation import (
     report_keys,
     save_closest_pairs,
 )
-from liver_gan.metrics.precision_recall import precision_recall
+from liver_gan.metrics.precision_recall import density_coverage, precision_recall
 from liver_gan.progress import PhaseProgress, format_duration
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 # Below this many images FID is biased upwards (Chong & Forsyth, 2020); 2048 is the customary floor.
 UNBIASED_FID_COUNT = 2048
 PRECISION_RECALL_K = 3  # Kynkäänniemi et al.'s default
+DENSITY_COVERAGE_K = 5  # Naeem et al.'s default
 DIVERSITY_PAIRS = 1000  # random pairs for the mean MS-SSIM
 
 Results = dict[str, Any]
@@ -55,18 +58,25 @@ class Metric:
     needs_dataset: bool
     # Checks label maps: computed only where the slices carry masks (dataset.masks=true).
     needs_masks: bool = False
+    # Embeds the reals of both splits, whatever eval.real_pool: the FID floor may then use the other
+    # split at no Inception cost (liver_gan/metrics/floor.py).
+    reads_both_splits: bool = False
 
 
 _METRICS: dict[str, Metric] = {}
 
 
 def register_metric(
-    name: str, keys: Sequence[str], needs_dataset: bool = False, needs_masks: bool = False
+    name: str,
+    keys: Sequence[str],
+    needs_dataset: bool = False,
+    needs_masks: bool = False,
+    reads_both_splits: bool = False,
 ) -> Callable[[Callable[[EvaluationContext], Results]], Callable[[EvaluationContext], Results]]:
     """Decorator: make ``compute(context) -> {key: value}`` selectable as ``eval.metrics=[name]``."""
 
     def register(compute: Callable[[EvaluationContext], Results]) -> Callable[[EvaluationContext], Results]:
-        _METRICS[name] = Metric(name, compute, tuple(keys), needs_dataset, needs_masks)
+        _METRICS[name] = Metric(name, compute, tuple(keys), needs_dataset, needs_masks, reads_both_splits)
         return compute
 
     return register
@@ -142,9 +152,10 @@ def per_class_rows(
     return {"per_class": rows}
 
 
-@register_metric("fid", keys=("fid",))
+@register_metric("fid", keys=("fid", "fid_floor", "fid_over_floor", *FLOOR_KEYS))
 def fid_scores(context: EvaluationContext) -> Results:
-    """pytorch-fid's FID; ``eval.fid.save_images`` also writes the images measured as PNG folders."""
+    """pytorch-fid's FID beside its real-vs-real floor; ``eval.fid.save_images`` also writes the
+    images measured as PNG folders."""
     real = context.real()
     if len(real) < UNBIASED_FID_COUNT:
         # A warning only where eval.max_real left reals out: all of a small pool is what the data allows.
@@ -161,12 +172,30 @@ def fid_scores(context: EvaluationContext) -> Results:
     def score(real_features: np.ndarray, fake_features: np.ndarray) -> Results:
         return {"fid": frechet_distance(real_features, fake_features)}
 
-    return {**score(real.features, context.fake_features), **per_class_rows(context, "FID", score, {"fid": None})}
+    fid = frechet_distance(real.features, context.fake_features)
+    return {"fid": fid, **fid_floor(context, fid), **per_class_rows(context, "FID", score, {"fid": None})}
 
 
-@register_metric("kid", keys=("kid_mean", "kid_std"))
+def other_split_embedded(context: EvaluationContext) -> bool:
+    """Whether this evaluation embeds the split the comparison reals do not come from anyway."""
+    return any(metric.reads_both_splits for metric in selected_metrics(context.options.metrics))
+
+
+def fid_floor(context: EvaluationContext, fid: float) -> Results:
+    """The FID of two disjoint sets of reals, and ``fid`` in units of it."""
+    floor = floor_sets(context, other_split_embedded(context))
+    if floor is None:
+        return dict.fromkeys(("fid_floor", "fid_over_floor", *FLOOR_KEYS))
+    value = floor_value("fid", floor, lambda sets: frechet_distance(sets.stand_in, sets.reference))
+    counts = len(floor.stand_in), len(floor.reference)
+    log.info("real-vs-real floor (%s, %d and %d slices): FID %.4g", floor.pools, *counts, value)
+    return {"fid_floor": value, "fid_over_floor": ratio_to_floor(fid, value), **floor.description()}
+
+
+@register_metric("kid", keys=("kid_mean", "kid_std", "kid_floor", "kid_floor_std", *FLOOR_KEYS))
 def kid_scores(context: EvaluationContext) -> Results:
-    """KID's mean and std over ``eval.kid.num_subsets`` subsets of ``eval.kid.subset_size``."""
+    """KID's mean and std over ``eval.kid.num_subsets`` subsets of ``eval.kid.subset_size``, beside
+    the same of two disjoint sets of reals."""
     kid = context.options.kid
 
     def score(real_features: np.ndarray, fake_features: np.ndarray) -> Results:
@@ -175,8 +204,16 @@ def kid_scores(context: EvaluationContext) -> Results:
         )
         return {"kid_mean": mean, "kid_std": std}
 
+    floor = floor_sets(context, other_split_embedded(context))
+    if floor is None:
+        floor_scores = dict.fromkeys(("kid_floor", "kid_floor_std", *FLOOR_KEYS))
+    else:
+        settings = f"kid {kid.num_subsets} {kid.subset_size} {context.seed}"  # what the subsets depend on
+        floor_kid = floor_value(settings, floor, lambda sets: score(sets.reference, sets.stand_in))
+        floor_scores = {"kid_floor": floor_kid["kid_mean"], "kid_floor_std": floor_kid["kid_std"]}
+        floor_scores |= floor.description()
     per_class = per_class_rows(context, "KID", score, {"kid_mean": None, "kid_std": None})
-    return {**score(context.real().features, context.fake_features), **per_class}
+    return {**score(context.real().features, context.fake_features), **floor_scores, **per_class}
 
 
 @register_metric("precision_recall", keys=("precision", "recall"))
@@ -191,6 +228,20 @@ def precision_recall_scores(context: EvaluationContext) -> Results:
         return {"precision": None, "recall": None}
     precision, recall = precision_recall(real, fake, k=PRECISION_RECALL_K)
     return {"precision": precision, "recall": recall}
+
+
+@register_metric("density_coverage", keys=("density", "coverage"))
+def density_coverage_scores(context: EvaluationContext) -> Results:
+    """Naeem et al.'s density and coverage; None with k or fewer images on a side."""
+    real, fake = context.real().features, context.fake_features
+    if min(len(real), len(fake)) <= DENSITY_COVERAGE_K:
+        log.warning(
+            "density/coverage with k=%d needs more than %d real and generated images; left out",
+            DENSITY_COVERAGE_K, DENSITY_COVERAGE_K,
+        )
+        return {"density": None, "coverage": None}
+    density, coverage = density_coverage(real, fake, k=DENSITY_COVERAGE_K)
+    return {"density": density, "coverage": coverage}
 
 
 @register_metric(
@@ -208,7 +259,9 @@ def diversity_scores(context: EvaluationContext) -> Results:
     }
 
 
-@register_metric("memorisation", keys=(*report_keys(), "memorisation_closest_pairs"), needs_dataset=True)
+@register_metric(
+    "memorisation", keys=(*report_keys(), "memorisation_closest_pairs"), needs_dataset=True, reads_both_splits=True
+)
 def memorisation_scores(context: EvaluationContext) -> Results:
     """Nearest-training-slice distances of the fakes against the validation slices' baseline.
 

@@ -34,7 +34,18 @@ import yaml
 from liver_gan.atomic import atomic_write_text
 from liver_gan.errors import LiverGanError
 
-METRIC_COLUMNS = ("fid", "kid_mean", "kid_std", "steps", "epochs", "train_seconds", "images_per_second")
+METRIC_COLUMNS = (
+    "fid",
+    "fid_floor",
+    "fid_over_floor",
+    "kid_mean",
+    "kid_std",
+    "kid_floor",
+    "steps",
+    "epochs",
+    "train_seconds",
+    "images_per_second",
+)
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 FORMULA_STARTS = ("=", "+", "-", "@")  # OWASP's CSV injection list, less tab and CR (no override holds them)
