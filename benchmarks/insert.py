@@ -13,7 +13,7 @@
   diameter bin: each tumor's mean HU relative to the liver round it (what ``lesion.fit_from``
   measures) and the radial HU profile from outside the outline to the centre. The lesions are
   painted into lits117's own healthy liver (only small ones fit between its tumors) and, for every
-  bin, into a flat liver of lits117's liver HU and noise.
+  bin, into a flat liver at lits117's liver median (up to 6 lesions a painting, as many as fit).
 
     python benchmarks/insert.py                        # all three, about 5 minutes on 2 cores
     python benchmarks/insert.py --only lits117 --workdir outputs/benchmarks/insert
@@ -201,7 +201,7 @@ def radial_profiles(hu: np.ndarray, labels: np.ndarray, spacing: tuple[float, fl
 
 
 def size_rows(name: str, hu: np.ndarray, labels: np.ndarray, spacing: tuple[float, float, float]) -> list[str]:
-    """One row per diameter bin: tumors, mean and spread of their contrast (fit_from's measure), radial profile."""
+    """One row per diameter bin: tumors, mean, std and standard error of their contrast (fit_from's measure), radial profile."""
     measures = measure_tumors(hu, labels, spacing, DIAMETER_BINS_MM[0][0])
     profiles = radial_profiles(hu, labels, spacing)
     rows = []
@@ -209,7 +209,8 @@ def size_rows(name: str, hu: np.ndarray, labels: np.ndarray, spacing: tuple[floa
         contrasts = [m.contrast_hu for m in measures if lo <= m.diameter_mm < hi]
         bins = [np.concatenate([p[1][k] for p in profiles if lo <= p[0] < hi] or [np.zeros(0)]) for k in range(len(PROFILE_MM))]
         profile = " ".join(f"{b.mean():6.1f}" if b.size else "     -" for b in bins)
-        spread = f"{statistics.fmean(contrasts):6.1f} ± {statistics.pstdev(contrasts):4.1f}" if contrasts else "     -        "
+        spread = (f"{statistics.fmean(contrasts):6.1f} {statistics.pstdev(contrasts):5.1f} "
+                  f"{statistics.pstdev(contrasts) / np.sqrt(len(contrasts)):5.1f}" if contrasts else f"{'-':>6} {'-':>5} {'-':>5}")
         rows.append(f"{name:<26} {lo:4.0f}-{hi:<3.0f} {len(contrasts):>3}  {spread}  | {profile}")
     return rows
 
@@ -238,7 +239,7 @@ def lits117_size(lits117_dir: Path, seeds: int) -> None:
           f"texture_hu={cfg.texture_hu:g}; seeds 0-{seeds - 1})")
     print("HU relative to the median of the healthy liver 2-6 mm round each tumor; profile by the distance (mm) of "
           "voxel centres from the other side of the outline")
-    print(f"{'tumors':<26} {'diam mm':<8} {'n':>3}  mean ± std HU  | " + " ".join(f"{f'{lo:g}..{hi:g}':>6}" for lo, hi in PROFILE_MM))
+    print(f"{'tumors':<26} {'diam mm':<8} {'n':>3}    mean   std  s.e.  | " + " ".join(f"{f'{lo:g}..{hi:g}':>6}" for lo, hi in PROFILE_MM))
     for row in size_rows("real (manual labels)", hu, labels, spacing):
         print(row)
     inserted = [paint_patient(hu, labels, spacing, cfg, np.random.default_rng(seed), "lits117") for seed in range(seeds)]
@@ -248,7 +249,7 @@ def lits117_size(lits117_dir: Path, seeds: int) -> None:
     flat_hu, flat_labels = flat_liver(float(np.median(hu[labels == 1])))
     paintings = []
     for lo, hi in DIAMETER_BINS_MM:
-        sized = dataclasses.replace(cfg, count_min=3, count_max=3, diameter_mm_min=lo, diameter_mm_max=hi,
+        sized = dataclasses.replace(cfg, count_min=6, count_max=6, diameter_mm_min=lo, diameter_mm_max=hi,
                                     diameter_mm_median=float(np.sqrt(lo * hi)))
         for seed in range(seeds):
             painting = paint_patient(flat_hu, flat_labels, (1.0, 1.0, 1.0), sized, np.random.default_rng(seed), "flat liver")
