@@ -3,7 +3,8 @@ measured the way the defaults were measured on LiTS patient 117. The count per p
 user's (lesion.count_min / count_max): a LiTS patient may hold dozens of metastases.
 
 A tumor is a connected component of label 2 (in 3-D) at least ``lesion.diameter_mm_min`` across
-(its sphere-equivalent diameter): smaller pieces are annotation specks. A tumor's contrast is its
+(its sphere-equivalent diameter) with healthy liver round it: smaller pieces are annotation specks,
+and a tumor with no liver to compare with says nothing of its contrast. A tumor's contrast is its
 mean HU inside the label minus the median of the healthy liver round it (label 1, SHELL_MM from its
 outline), and the fitted contrast the median over tumors: the same quantity the painter makes
 equal to ``lesion.contrast_hu`` for every size (liver_gan/lesions/procedural.py), so a dataset
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -36,7 +36,7 @@ Spacing = tuple[float, float, float]
 SHELL_MM = (2.0, 6.0)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class TumorMeasure:
     """One labelled tumor: its sphere-equivalent diameter and its mean HU relative to the liver round it."""
 

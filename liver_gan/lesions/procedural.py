@@ -155,6 +155,7 @@ def _shade(
     rim_hu = cfg.rim_hu if rng.uniform() < cfg.rim_probability else None
     necrotic = diameter >= cfg.necrosis_min_diameter_mm and rng.uniform() < cfg.necrosis_probability
     core_hu = cfg.necrosis_hu if necrotic else None
+    # Shaded onto 0 HU: towards 1 HU it is the edge's fade alone, towards 0 HU the rim and core alone.
     tissue = np.zeros_like(hu)
     fade = shade_lesion(tissue, depth, 1.0, cfg.edge_mm, edge_start=EDGE_AT_SURFACE)
     rim_and_core = shade_lesion(tissue, depth, 0.0, cfg.edge_mm, rim_hu, cfg.rim_mm, core_hu, diameter / 4, EDGE_AT_SURFACE)
