@@ -44,7 +44,7 @@ from liver_gan.data.labels import TUMOR
 from liver_gan.downstream.realism import both_splits, two_sample_auc
 from liver_gan.downstream.report import format_utility_table, utility_report
 from liver_gan.lesions.config import ProceduralLesionConfig
-from liver_gan.lesions.fit import SHELL_MM, grown_box, measure_tumors
+from liver_gan.lesions.fit import measure_tumors, tumor_surroundings
 from liver_gan.lesions.procedural import paint_patient
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,20 +183,12 @@ def lits117(lits117_dir: Path, workdir: Path, slab: int) -> None:
 def radial_profiles(hu: np.ndarray, labels: np.ndarray, spacing: tuple[float, float, float]) -> list[tuple[float, list]]:
     """Per tumor (label 2 component) with healthy liver round it: (diameter mm, [HU values relative
     to that liver's median per PROFILE_MM bin, liver only outside])."""
-    components, _ = ndimage.label(labels == 2)
     profiles = []
-    for number, box in enumerate(ndimage.find_objects(components), start=1):
-        box = grown_box(box, SHELL_MM[1], spacing, labels.shape)
-        tumor, liver = components[box] == number, labels[box] == 1
-        outside = ndimage.distance_transform_edt(~tumor, sampling=spacing)
-        shell = liver & (outside > SHELL_MM[0]) & (outside <= SHELL_MM[1])
-        if not shell.any():
-            continue
-        signed = np.where(tumor, ndimage.distance_transform_edt(tumor, sampling=spacing), -outside)
-        relative = hu[box] - np.median(hu[box][shell])
-        diameter = (6 * np.count_nonzero(tumor) * float(np.prod(spacing)) / np.pi) ** (1 / 3)
-        bins = [relative[(signed > lo) & (signed <= hi) & (tumor | liver)] for lo, hi in PROFILE_MM]
-        profiles.append((diameter, bins))
+    for near in tumor_surroundings(labels, spacing):
+        signed = np.where(near.tumor, ndimage.distance_transform_edt(near.tumor, sampling=spacing), -near.outside_mm)
+        relative = hu[near.box] - np.median(hu[near.box][near.shell])
+        counted = near.tumor | (labels[near.box] == 1)
+        profiles.append((near.diameter_mm, [relative[(signed > lo) & (signed <= hi) & counted] for lo, hi in PROFILE_MM]))
     return profiles
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -81,17 +81,34 @@ def fit_options(
 def measure_tumors(hu: np.ndarray, labels: np.ndarray, spacing: Spacing, min_diameter_mm: float) -> list[TumorMeasure]:
     """Every labelled tumor of one patient at least ``min_diameter_mm`` across with healthy liver
     round it (none without tumors or liver)."""
+    return [
+        TumorMeasure(near.diameter_mm, float(hu[near.box][near.tumor].mean() - np.median(hu[near.box][near.shell])))
+        for near in tumor_surroundings(labels, spacing) if near.diameter_mm >= min_diameter_mm
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class TumorSurroundings:
+    """One labelled tumor and the liver it is compared with, over a box of the volume round it."""
+
+    box: tuple[slice, ...]
+    tumor: np.ndarray  # bool over box
+    outside_mm: np.ndarray  # distance of each voxel outside the tumor from it (0 inside)
+    shell: np.ndarray  # bool over box: healthy liver SHELL_MM from the outline
+    diameter_mm: float  # of the sphere of its volume
+
+
+def tumor_surroundings(labels: np.ndarray, spacing: Spacing) -> Iterator[TumorSurroundings]:
+    """Each 3-D component of label 2 that has healthy liver round it."""
     components, _ = ndimage.label(labels == TUMOR_LABEL)
-    found = []
     for number, box in enumerate(ndimage.find_objects(components), start=1):
         box = grown_box(box, SHELL_MM[1], spacing, labels.shape)
         tumor = components[box] == number
-        diameter = float((6 * np.count_nonzero(tumor) * math.prod(spacing) / math.pi) ** (1 / 3))
         outside = ndimage.distance_transform_edt(~tumor, sampling=spacing)
         shell = (labels[box] == LIVER_LABEL) & (outside > SHELL_MM[0]) & (outside <= SHELL_MM[1])
-        if diameter >= min_diameter_mm and shell.any():
-            found.append(TumorMeasure(diameter, float(hu[box][tumor].mean() - np.median(hu[box][shell]))))
-    return found
+        if shell.any():
+            diameter = float((6 * np.count_nonzero(tumor) * math.prod(spacing) / math.pi) ** (1 / 3))
+            yield TumorSurroundings(box, tumor, outside, shell, diameter)
 
 
 def grown_box(box: tuple[slice, ...], margin_mm: float, spacing: Spacing, shape: tuple[int, ...]) -> tuple[slice, ...]:
