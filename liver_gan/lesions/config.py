@@ -34,16 +34,21 @@ class ProceduralLesionConfig:
     # amplitude (mm), smooth over elastic_scale_mm.
     elastic_mm: float = 1.5
     elastic_scale_mm: float = 8.0
-    # Texture (measured on lits117: tumors 49.5 HU below the liver median, 42-47 HU for those of 5-10 mm;
-    # their interior HU std is 20 against the liver's 17). Tumor HU = the liver's own HU there (its scanner noise kept) + contrast_hu, + a per-lesion
-    # normal jitter of contrast_jitter_hu, + Gaussian noise of texture_hu standard deviation smooth
-    # over texture_scale_mm (the real tumors' interior is that much noisier than their liver).
-    contrast_hu: float = -49.5
+    # Texture. contrast_hu is a lesion's mean HU inside its label minus the liver round it, whatever
+    # its size: what lesion.fit_from measures, on lits117 -48.6 (the median over its 46 tumors; by
+    # diameter -46 for 5-10 mm, -54 for 10-20, -50 for 20-47; benchmarks/insert.py --only lits117-size).
+    # Tumor HU = the liver's own HU there (its scanner noise kept) + the contrast with a per-lesion
+    # normal jitter of contrast_jitter_hu, deepened beyond the edge so that the mean stays the
+    # contrast (liver_gan/lesions/procedural.py), + Gaussian noise of texture_hu standard deviation
+    # smooth over texture_scale_mm (lits117's tumors' interior HU std is 20 against the liver's 17).
+    contrast_hu: float = -48.6
     contrast_jitter_hu: float = 5.0
     texture_hu: float = 10.0
     texture_scale_mm: float = 2.0
     # Soft edge: a blur of this width centred on the lesion's outline, painted inside it only: half the
-    # contrast at the outline, all of it edge_mm / 2 deep (a smoothstep).
+    # contrast at the outline, all of it edge_mm / 2 deep (a smoothstep). lits117's labels: the voxels
+    # next to the outline inside hold about 0.7 of the contrast further in, those outside about 0.2
+    # (a partial-volume halo the painter leaves out, since label 2 marks exactly the changed voxels).
     edge_mm: float = 4.0
     # Enhancing rim (with probability rim_probability): rim_hu brighter at rim_mm inside the edge.
     rim_probability: float = 0.0

@@ -143,15 +143,25 @@ def _shade(
     mask: np.ndarray, cfg: ProceduralLesionConfig, rng: np.random.Generator,
 ) -> np.ndarray:
     """The tumor's HU: the tissue there shifted by the contrast (with its jitter) and the noise
-    texture, through the soft edge, with a rim and a necrotic core when drawn."""
+    texture, through the soft edge, with a rim and a necrotic core when drawn.
+
+    The contrast is the lesion's mean HU shift inside its label, as ``lesion.fit_from`` measures it
+    on real tumors: the shift beyond the edge is deepened by what the edge, rim and core take from
+    the mean. A small lesion is mostly edge, so its core comes out darker than a large one's, as in
+    lits117's labels (5-10 mm tumors: -46 HU on average, -60 beyond 1.5 mm deep)."""
     shape = tuple(b.stop - b.start for b in box)
     texture = cfg.texture_hu * smooth_field(rng, shape, spacing, cfg.texture_scale_mm)[mask]
     contrast = cfg.contrast_hu + cfg.contrast_jitter_hu * rng.standard_normal()
     rim_hu = cfg.rim_hu if rng.uniform() < cfg.rim_probability else None
     necrotic = diameter >= cfg.necrosis_min_diameter_mm and rng.uniform() < cfg.necrosis_probability
+    core_hu = cfg.necrosis_hu if necrotic else None
+    # Shaded onto 0 HU: towards 1 HU it is the edge's fade alone, towards 0 HU the rim and core alone.
+    tissue = np.zeros_like(hu)
+    fade = shade_lesion(tissue, depth, 1.0, cfg.edge_mm, edge_start=EDGE_AT_SURFACE)
+    rim_and_core = shade_lesion(tissue, depth, 0.0, cfg.edge_mm, rim_hu, cfg.rim_mm, core_hu, diameter / 4, EDGE_AT_SURFACE)
+    deep = (contrast - float(rim_and_core.mean())) / float(fade.mean())
     return shade_lesion(
-        hu, depth, hu + contrast + texture, cfg.edge_mm, rim_hu, cfg.rim_mm,
-        cfg.necrosis_hu if necrotic else None, diameter / 4, EDGE_AT_SURFACE,
+        hu, depth, hu + deep + texture, cfg.edge_mm, rim_hu, cfg.rim_mm, core_hu, diameter / 4, EDGE_AT_SURFACE,
     )
 
 
