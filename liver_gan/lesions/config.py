@@ -2,8 +2,7 @@
 
 Sizes are in millimetres of the volume's own voxel spacing and intensities in Hounsfield units,
 tumor HU relative to the patient's healthy-liver median. The defaults are fitted to the manually
-labelled metastases of LiTS patient 117 (../shared/data/real-ct/lits117; README section "Tumors
-for segmentation" says how).
+labelled metastases of LiTS patient 117 (../shared/data/real-ct/lits117; docs/tumors.md says how).
 """
 
 from __future__ import annotations
