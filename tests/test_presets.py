@@ -21,6 +21,7 @@ from liver_gan.training.loop import train
 
 from test_run_budget_and_ema import pixel_fid  # noqa: F401  (a fixture: FID on pooled pixels only)
 from test_stylegan2_run import TINY_STYLEGAN2
+from tiny_gan import tiny_ddpm_overrides
 
 Compose = Callable[..., DictConfig]
 EXPERIMENTS = sorted(path.stem for path in (config_dir() / "experiment").glob("*.yaml"))
@@ -30,14 +31,7 @@ TINY_MODEL = {
     "dcgan": ["model.generator_channels=8", "model.discriminator_channels=8", "model.latent_dim=8"],
     "dcgan_small": ["model.generator_channels=8", "model.discriminator_channels=8", "model.latent_dim=8"],
     "stylegan2": TINY_STYLEGAN2,
-    "ddpm": [
-        "model.channels=[8,8]",
-        "model.attention_levels=[false,true]",
-        "model.norm_num_groups=4",
-        "model.num_head_channels=8",
-        "model.num_train_timesteps=50",
-        "model.sample_steps=2",
-    ],
+    "ddpm": [override for override in tiny_ddpm_overrides(Path()) if override.startswith("model.")],
     "inpaint": ["model.channels=[4,8]", "model.strides=[2]", "model.discriminator_channels=4"],
 }
 # The inpainter learns from liver crops with their masks, which only its own preset gives.

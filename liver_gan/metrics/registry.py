@@ -219,29 +219,25 @@ def kid_scores(context: EvaluationContext) -> Results:
 @register_metric("precision_recall", keys=("precision", "recall"))
 def precision_recall_scores(context: EvaluationContext) -> Results:
     """Kynkäänniemi et al.'s precision and recall; None with k or fewer images on a side."""
-    real, fake = context.real().features, context.fake_features
-    if min(len(real), len(fake)) <= PRECISION_RECALL_K:
-        log.warning(
-            "precision/recall with k=%d needs more than %d real and generated images; left out",
-            PRECISION_RECALL_K, PRECISION_RECALL_K,
-        )
-        return {"precision": None, "recall": None}
-    precision, recall = precision_recall(real, fake, k=PRECISION_RECALL_K)
-    return {"precision": precision, "recall": recall}
+    return _nearest_neighbour_scores(context, "precision/recall", ("precision", "recall"), precision_recall, PRECISION_RECALL_K)
 
 
 @register_metric("density_coverage", keys=("density", "coverage"))
 def density_coverage_scores(context: EvaluationContext) -> Results:
     """Naeem et al.'s density and coverage; None with k or fewer images on a side."""
+    return _nearest_neighbour_scores(context, "density/coverage", ("density", "coverage"), density_coverage, DENSITY_COVERAGE_K)
+
+
+def _nearest_neighbour_scores(
+    context: EvaluationContext, name: str, keys: tuple[str, str], scores: Callable[..., tuple[float, float]], k: int
+) -> Results:
+    """Two k-nearest-neighbour scores of the real and generated features, left out (None, with a
+    warning) when a side holds k or fewer images: the k-NN balls would be undefined."""
     real, fake = context.real().features, context.fake_features
-    if min(len(real), len(fake)) <= DENSITY_COVERAGE_K:
-        log.warning(
-            "density/coverage with k=%d needs more than %d real and generated images; left out",
-            DENSITY_COVERAGE_K, DENSITY_COVERAGE_K,
-        )
-        return {"density": None, "coverage": None}
-    density, coverage = density_coverage(real, fake, k=DENSITY_COVERAGE_K)
-    return {"density": density, "coverage": coverage}
+    if min(len(real), len(fake)) <= k:
+        log.warning("%s with k=%d needs more than %d real and generated images; left out", name, k, k)
+        return dict.fromkeys(keys)
+    return dict(zip(keys, scores(real, fake, k=k)))
 
 
 @register_metric(
