@@ -378,7 +378,7 @@ def benchmark_bf16(fp32: Figure, bf16_rates: tuple[float, ...]) -> Section:
 def benchmark_models(workdir: Path, quick: bool, repeats: int) -> Section:
     """Training images/s of every model family on this CPU at 64 and 128 px (issue 14), through the
     shared loop's family step, each at its default width and loss, as ``model=NAME`` gives it."""
-    section = Section("Training images/s per model on the CPU (batch 64, fp32, each model's defaults)")
+    section = Section("Training images/s per model on the CPU (batch 64, fp32, each model's defaults, the GANs with BCE)")
     for resolution in (64, 128):
         images = torch.rand(4 * THESIS_BATCH, 1, resolution, resolution) * 2 - 1
         for label, overrides in CPU_MODELS:
