@@ -20,8 +20,8 @@ from liver_gan.device import cudnn_benchmark, process_group_backend, rank_gpu_in
 from liver_gan.errors import LiverGanError
 from liver_gan.runs import load_generator
 from liver_gan.sampling import generate
-from liver_gan.training import distributed
-from liver_gan.training.distributed import World, rank_device, start_world
+from liver_gan import distributed
+from liver_gan.distributed import World, rank_device, start_world
 from liver_gan.training.loop import train
 from liver_gan.training.seeding import seed_everything
 

@@ -24,7 +24,7 @@ from liver_gan.runs import load_generator
 from liver_gan.sampling import generate
 from liver_gan.training.batch_noise import BatchNoise
 from liver_gan.training.checkpoint import load_checkpoint
-from liver_gan.training.distributed import (
+from liver_gan.distributed import (
     World,
     average_gradients_before_steps,
     broadcast_networks,

@@ -27,7 +27,7 @@ from liver_gan.cli.config_tree import print_config_tree, wants_config_tree
 from liver_gan.device import reserve_cublas_workspace
 from liver_gan.metrics.inception import FIDWeightsUnavailable
 from liver_gan.metrics.registry import check_optimized_metric
-from liver_gan.training.distributed import quiet_other_ranks, start_world
+from liver_gan.distributed import quiet_other_ranks, start_world
 from liver_gan.training.loop import TrainingDiverged, train
 from liver_gan.training.run_dir import holds_a_run, write_hydra_record
 

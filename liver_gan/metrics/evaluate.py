@@ -30,7 +30,7 @@ from liver_gan.metrics.masks import MaskInputs
 from liver_gan.metrics.registry import Metric, compute_metrics, selected_metrics
 from liver_gan.models.ddpm import sampling_settings
 from liver_gan.sampling import generate
-from liver_gan.training.distributed import SINGLE_PROCESS, World, gather_to_main, rank_seed, shard_range
+from liver_gan.distributed import SINGLE_PROCESS, World, gather_to_main, rank_seed, shard_range
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from liver_gan.metrics.fid import frechet_distance
 from liver_gan.metrics.inception import FeatureExtractor, load_feature_extractor
 from liver_gan.metrics.kid import kernel_inception_distance
 from liver_gan.models.inpaint import conditioning
-from liver_gan.training.distributed import SINGLE_PROCESS, World
+from liver_gan.distributed import SINGLE_PROCESS, World
 from liver_gan.training.inpaint_step import dilate, masked_l1, split_masks, tumor_holes
 
 log = logging.getLogger(__name__)

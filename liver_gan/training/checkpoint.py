@@ -33,7 +33,7 @@ from liver_gan.atomic import atomic_torch_save, atomic_write
 from liver_gan.config import ADAConfig, AugmentConfig, TrainConfig
 from liver_gan.errors import LiverGanError
 from liver_gan.models import require_registered_builder
-from liver_gan.training.distributed import RANK_STREAMS_KEY
+from liver_gan.distributed import RANK_STREAMS_KEY
 from liver_gan.training.seeding import restore_rng_state, rng_state
 from liver_gan.training.ema import GeneratorEMA
 from liver_gan.training.run_dir import holds_outputs
@@ -231,7 +231,7 @@ def checkpoint_state(
     rank_streams: list[dict[str, Any]] | None,
 ) -> dict[str, Any]:
     """Everything a checkpoint holds (see the module docstring), at ``progress.step``; ``rank_streams``:
-    in a run of several ranks, every rank's noise stream (training/distributed.py)."""
+    in a run of several ranks, every rank's noise stream (liver_gan/distributed.py)."""
     return {
         **{key: network.state_dict() for key, network in family.networks().items()},
         **{key: optimizer.state_dict() for key, optimizer in family.optimizers().items()},

@@ -66,7 +66,7 @@ from liver_gan.training.checkpoint import (
 )
 from liver_gan.progress import format_duration, tick_seconds
 from liver_gan.training.device_images import DeviceImages
-from liver_gan.training.distributed import (
+from liver_gan.distributed import (
     SINGLE_PROCESS,
     World,
     any_rank,

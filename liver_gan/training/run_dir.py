@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from liver_gan.atomic import atomic_write_text
 from liver_gan.errors import LiverGanError
-from liver_gan.training.distributed import broadcast_from_main, start_world
+from liver_gan.distributed import broadcast_from_main, start_world
 
 log = logging.getLogger(__name__)
 

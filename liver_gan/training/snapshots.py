@@ -24,7 +24,7 @@ from liver_gan.atomic import atomic_write_text
 from liver_gan.data.dataset import PreparedDataset
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.evaluate import evaluate_generator
-from liver_gan.training.distributed import SINGLE_PROCESS, World
+from liver_gan.distributed import SINGLE_PROCESS, World
 
 SNAPSHOT_LOG = "metrics.jsonl"
 

@@ -18,7 +18,7 @@ checkpoint and evaluation.
 
 A step's per-sample noise (latent vectors; a diffusion step's timesteps, noise and dropped labels)
 is drawn for the whole global batch from the step's own stream and each rank keeps its shard's rows
-(``batch_noise.py``): the ranks' samples get different noise, and N ranks draw exactly what one
+(``training/batch_noise.py``): the ranks' samples get different noise, and N ranks draw exactly what one
 process draws, so in deterministic mode they train the same weights.  The other draws
 (augmentation, WGAN-GP's interpolation) come from each rank's own stream, seeded from ``seed`` and
 the rank; rank 0's is the stream a single-process run would draw.  Only rank 0 writes the run dir:
