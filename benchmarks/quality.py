@@ -16,6 +16,14 @@ The arms, as a user would type them:
 - ddpm: ``model=ddpm``, sampled with 20 DDIM steps (``model.sample_steps=20``).
 
 The goal of issue 14: the stylegan2 preset at no more than half of DCGAN's FID at equal minutes.
+
+``--only augment`` (issue 25) asks which augmentation the default run should take: the default run
+exactly as ``liver-gan-train`` composes it (experiment=quickstart: DCGAN, 700 steps of 32, EMA, 256
+samples against all 433 real slices), once per ``augment=none|diffaugment|ada`` and per seed.  Its
+budget is steps, not minutes, so the arms see the same images and other load on the cores changes
+only their times (read the seconds per step side by side, from the same run).  Each run takes one
+intra-op thread (``trainer.num_threads=1``), so that it can share the cores with other work
+without its threads waiting on each other: threads change the time per step, not what is learned.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 from omegaconf import DictConfig
@@ -103,5 +112,51 @@ def benchmark_quality(workdir: Path, quick: bool, repeats: int) -> list[Section]
     section.notes.append(
         f"each arm: {num_samples} generated images against all the phantom's training tumor slices, "
         "FID and KID only; one run per arm (seed 0), so min = median = max"
+    )
+    return [section]
+
+
+AUGMENT_ARMS = ("none", "diffaugment", "ada")
+AUGMENT_SEEDS = {False: (0, 1), True: (0,)}
+
+
+def default_run_metrics(augment: str, seed: int, workdir: Path, quick: bool) -> dict[str, Any]:
+    """The default run with ``augment=AUGMENT seed=SEED`` (``--quick``: 50 steps, 64 samples)."""
+    announce(f"default run, augment={augment}, seed {seed}")
+    quick_budget = ("trainer.max_steps=50", "eval.num_samples=64") if quick else ()
+    cfg = compose_config(
+        [f"augment={augment}", f"seed={seed}", "trainer.device=cpu", "trainer.num_threads=1", "eval.metrics=[fid,kid]",
+         *quick_budget, *workdir_overrides(workdir)]
+    )
+    run_dir = Path(tempfile.mkdtemp(prefix="augment-", dir=workdir))
+    try:
+        return train(cfg, run_dir)
+    finally:
+        shutil.rmtree(run_dir)
+
+
+def benchmark_augment(workdir: Path, quick: bool, repeats: int) -> list[Section]:
+    """Each augmentation on the default run, over the seeds (``repeats`` does not apply: a run is the measurement)."""
+    seeds = AUGMENT_SEEDS[quick]
+    section = Section("The default run's augmentation: FID after its steps, per augment=..., over seeds (CPU)")
+    section.extra_columns = ("FID per seed", "FID / floor", "KID x 1000", "s / step")
+    figures: dict[str, Figure] = {}
+    for augment in AUGMENT_ARMS:
+        runs = [default_run_metrics(augment, seed, workdir, quick) for seed in seeds]
+        fids = tuple(run["fid"] for run in runs)
+        announce(f"augment={augment}: FID {', '.join(f'{fid:.1f}' for fid in fids)}")
+        figures[augment] = section.add(
+            Figure(f"augment={augment}", "FID", fids, limit=f"{runs[0]['steps']} steps, seeds {', '.join(map(str, seeds))}"),
+            " / ".join(f"{fid:.1f}" for fid in fids),
+            f"{mean(run['fid_over_floor'] for run in runs):.1f}",
+            f"{mean(run['kid_mean'] for run in runs) * 1000:.1f}",
+            f"{mean(run['train_seconds'] / run['steps'] for run in runs):.3f}",
+        )
+    section.ratio("diffaugment FID / none FID (medians)", figures["diffaugment"], figures["none"], at_most=1.0)
+    section.ratio("ada FID / none FID (medians)", figures["ada"], figures["none"], at_most=1.0)
+    section.notes.append(
+        "each run: the default run (experiment=quickstart) with augment=... and seed=..., evaluated on FID and KID only "
+        "(eval.metrics=[fid,kid]) with its floor (two disjoint halves of the real slices); the phantom's slices, "
+        "so a ranking here is a hint for real CT, not proof"
     )
     return [section]

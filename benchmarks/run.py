@@ -27,7 +27,7 @@ from dataset_build import benchmark_dataset
 from ddpm import benchmark_ddpm
 from fid import benchmark_against_pytorch_fid, benchmark_fid
 from measure import Section, format_duration, load_average, machine_info
-from quality import benchmark_quality
+from quality import benchmark_augment, benchmark_quality
 from report import results_markdown
 from training import benchmark_models, benchmark_training
 
@@ -40,6 +40,7 @@ BENCHMARKS: dict[str, Callable[[Path, bool, int], list[Section]]] = {
     "fid": lambda workdir, quick, repeats: [benchmark_fid(quick, repeats), benchmark_against_pytorch_fid(quick, repeats)],
     "models": lambda workdir, quick, repeats: [benchmark_models(workdir, quick, repeats)],
     "quality": benchmark_quality,
+    "augment": benchmark_augment,
     "ddpm": lambda workdir, quick, repeats: [benchmark_ddpm(workdir, quick, repeats)],
 }
 
