@@ -30,11 +30,11 @@ from omegaconf import DictConfig, OmegaConf
 from scipy import ndimage
 
 from liver_gan.atomic import build_once
-from liver_gan.config import RealPool
 from liver_gan.data.dataset import PreparedDataset, prepare_dataset
 from liver_gan.data.nifti import write_nifti
 from liver_gan.metrics.context import dataset_reals
 from liver_gan.metrics.inception import load_feature_extractor
+from liver_gan.metrics.schema import RealPool
 
 from configs import compose_config
 from fid import inception_weights

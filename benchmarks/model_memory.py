@@ -16,8 +16,8 @@ from hydra import compose, initialize_config_dir
 from liver_gan.cli import CONFIG_DIR
 from liver_gan.config import register_configs
 from liver_gan.memory import format_bytes
-from liver_gan.models import _call_builder
 from liver_gan.models.memory import weight_bytes
+from liver_gan.models.registry import _call_builder
 
 PRESETS = [["model=mlp"], ["model=dcgan_small"], ["model=dcgan"], ["model=stylegan2"], ["model=ddpm"], ["model=inpaint"]]
 OVERSIZED = [["model=mlp", "model.generator_widths=[1099511627776]"], ["model=dcgan", "dataset.resolution=65536"], ["model=mlp", "dataset.resolution=100000"]]

@@ -34,8 +34,8 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from liver_gan.atomic import build_once
-from liver_gan.config import MLPConfig
 from liver_gan.models.mlp import build_mlp_gan
+from liver_gan.models.schema import MLPConfig
 
 from measure import announce
 

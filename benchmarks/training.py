@@ -38,7 +38,7 @@ from omegaconf import DictConfig
 
 from liver_gan.data.dataset import prepare_dataset
 from liver_gan.device import training_autocast
-from liver_gan.models import build_gan
+from liver_gan.models.registry import build_gan
 from liver_gan.training.family import build_family
 from liver_gan.training.gan_step import GAN, LOGGED_SCALARS, train_step
 from liver_gan.training.loop import train

@@ -36,7 +36,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from liver_gan.config import AugmentOp
+from liver_gan.augment_schema import AugmentOp
 from liver_gan.errors import LiverGanError
 
 AIR = -1.0  # what translation shifts in: air lies below every HU window

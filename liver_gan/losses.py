@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liver_gan.augment import Augment
-from liver_gan.config import LossConfig, LossName
 from liver_gan.errors import LiverGanError
+from liver_gan.loss_schema import LossConfig, LossName
 from liver_gan.models.stylegan2 import MinibatchStdDev
 
 PENALISED_LOSSES = (LossName.nonsaturating, LossName.wgan_gp)

@@ -20,12 +20,13 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from liver_gan.config import DatasetConfig, DatasetName, TrainConfig
+from liver_gan.config import TrainConfig
 from liver_gan.data.cache import is_entry
 from liver_gan.data.dataset import PreparedDataset, dataset_cache_key, prepare_dataset
 from liver_gan.data.phantom.storage import is_complete_phantom, phantom_folder
+from liver_gan.data.schema import DatasetConfig, DatasetName
 from liver_gan.errors import LiverGanError
-from liver_gan.models import build_generator, is_inpainter, require_registered_builder
+from liver_gan.models.registry import build_generator, is_inpainter, require_registered_builder
 from liver_gan.training.checkpoint import (
     AUGMENT_SCHEMAS,
     EMA_KEY,

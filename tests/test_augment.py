@@ -12,8 +12,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from liver_gan.augment import AIR, AdaptiveAugment, Augment, AugmentParams
+from liver_gan.augment_schema import ADAConfig, AugmentConfig, AugmentOp, DiffAugmentConfig
 from liver_gan.cli import CONFIG_DIR
-from liver_gan.config import ADAConfig, AugmentConfig, AugmentOp, DiffAugmentConfig, register_configs
+from liver_gan.config import register_configs
 from liver_gan.errors import LiverGanError
 
 ALL_OPS = list(AugmentOp)

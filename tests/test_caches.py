@@ -19,9 +19,9 @@ import pytest
 
 from liver_gan.atomic import build_lock
 from liver_gan.cli.cache import main as cache_main
-from liver_gan.config import PhantomConfig
 from liver_gan.data.cache import SliceTable, load_or_build
 from liver_gan.data.phantom import phantom_key, write_phantom
+from liver_gan.data.schema import PhantomConfig
 from liver_gan.metrics.reference import ReferenceKey, reference_statistics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

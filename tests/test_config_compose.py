@@ -20,21 +20,15 @@ from omegaconf import DictConfig, OmegaConf
 
 import liver_gan
 from liver_gan.cli import CONFIG_DIR
-from liver_gan.config import (
-    SCHEMAS as REGISTERED_SCHEMAS,
-    BaseModelConfig,
-    DatasetConfig,
-    DDPMConfig,
-    EvalConfig,
-    LossConfig,
-    OptimizerConfig,
-    TrainerConfig,
-    check_schema_keys,
-    register_configs,
-)
+from liver_gan.config import SCHEMAS as REGISTERED_SCHEMAS, check_schema_keys, register_configs
+from liver_gan.data.schema import DatasetConfig
 from liver_gan.errors import LiverGanError
+from liver_gan.loss_schema import LossConfig
+from liver_gan.metrics.schema import EvalConfig
 from liver_gan.models.ddpm import DiffusionModel
+from liver_gan.models.schema import BaseModelConfig, DDPMConfig
 from liver_gan.training.family import build_family
+from liver_gan.training.schema import OptimizerConfig, TrainerConfig
 
 SCHEMAS = {
     "dataset": DatasetConfig,

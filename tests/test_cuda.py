@@ -13,8 +13,9 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from liver_gan.config import Conditioning, LossConfig, LossName
+from liver_gan.loss_schema import LossConfig, LossName
 from liver_gan.models.dcgan import build_dcgan
+from liver_gan.models.schema import Conditioning
 from liver_gan.runs import load_generator
 from liver_gan.sampling import generate
 from liver_gan.training.checkpoint import load_checkpoint

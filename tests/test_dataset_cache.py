@@ -25,10 +25,10 @@ from nifti_factory import (
 )
 from omegaconf import DictConfig
 
-from liver_gan.config import Subset
 from liver_gan.data import dataset as dataset_module
 from liver_gan.data.dataset import PreparedDataset, prepare_dataset, split_patients
 from liver_gan.data.labels import HEALTHY, TUMOR
+from liver_gan.data.schema import Subset
 from liver_gan.errors import LiverGanError
 
 MakeConfig = Callable[..., DictConfig]

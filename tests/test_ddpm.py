@@ -16,8 +16,8 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from liver_gan.errors import LiverGanError
-from liver_gan.models import build_gan
 from liver_gan.models.ddpm import DiffusionModel, build_ddpm
+from liver_gan.models.registry import build_gan
 from liver_gan.sampling import generate
 from liver_gan.training.batch_noise import BatchNoise
 from liver_gan.training.diffusion_step import diffusion_loss, train_step

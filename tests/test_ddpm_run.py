@@ -24,9 +24,9 @@ from liver_gan.cli.sample import main as sample_main
 from liver_gan.cli.summary import main as summary_main
 from liver_gan.cli.utility import main as utility_main
 from liver_gan.cli.vtt import main as vtt_main
-from liver_gan.config import EvalConfig
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.inception import FeatureExtractor
+from liver_gan.metrics.schema import EvalConfig
 from liver_gan.models.ddpm import DiffusionModel
 from liver_gan.runs import load_generator
 from liver_gan.sampling import generate

@@ -21,9 +21,9 @@ from pytorch_fid.fid_score import calculate_frechet_distance, get_activations
 from torch import Tensor, nn
 from torchvision.utils import save_image
 
-from liver_gan.config import EvalConfig, FIDConfig, KIDConfig, RealPool, Subset
 from liver_gan.data.dataset import PreparedDataset, SliceSet
 from liver_gan.data.labels import HEALTHY, TUMOR
+from liver_gan.data.schema import Subset
 from liver_gan.errors import LiverGanError
 from liver_gan.images import image_files, read_image_folder, to_uint8, write_png_folder
 from liver_gan.metrics import evaluate
@@ -38,6 +38,7 @@ from liver_gan.metrics.inception import (
     load_inception,
 )
 from liver_gan.metrics.kid import kernel_inception_distance
+from liver_gan.metrics.schema import EvalConfig, FIDConfig, KIDConfig, RealPool
 from liver_gan.models.mlp import build_mlp_gan
 from allocations import LargestAllocation
 

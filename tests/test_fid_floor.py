@@ -15,12 +15,12 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from liver_gan.config import RealPool
 from liver_gan.data.dataset import prepare_dataset
 from liver_gan.images import write_png_folder
 from liver_gan.metrics import evaluate, floor, registry
 from liver_gan.metrics.evaluate import evaluate_folders, evaluate_generator
 from liver_gan.metrics.fid import frechet_distance
+from liver_gan.metrics.schema import RealPool
 from liver_gan.metrics.summary import metric_lines
 from liver_gan.sweeps.summary import collect_jobs, format_csv
 from liver_gan.training.loop import train

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from liver_gan.config import Layout
 from liver_gan.data.layouts import Case, find_cases
+from liver_gan.data.schema import Layout
 from liver_gan.errors import LiverGanError
 
 

@@ -7,9 +7,11 @@ import torch
 from torch import Tensor, nn
 
 from liver_gan.augment import Augment, AugmentParams
-from liver_gan.config import AugmentOp, Conditioning, LossConfig, LossName
+from liver_gan.augment_schema import AugmentOp
 from liver_gan.errors import LiverGanError
+from liver_gan.loss_schema import LossConfig, LossName
 from liver_gan.losses import discriminator_loss, lazy_r1_penalty
+from liver_gan.models.schema import Conditioning
 from liver_gan.models.stylegan2 import build_stylegan2
 
 GAMMA = 0.5

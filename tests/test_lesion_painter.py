@@ -13,9 +13,9 @@ from scipy import ndimage
 
 from lesion_factory import LIVER_HU, SPACING, liver_volume
 
-from liver_gan.config import Layout, PhantomConfig
 from liver_gan.data.nifti import write_nifti
 from liver_gan.data.phantom import synthesize_scan
+from liver_gan.data.schema import Layout, PhantomConfig
 from liver_gan.errors import LiverGanError
 from liver_gan.lesions.config import ProceduralLesionConfig
 from liver_gan.lesions.fit import fit_options

@@ -10,12 +10,13 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from liver_gan.config import Conditioning, LossConfig, LossName
 from liver_gan.errors import LiverGanError
 from liver_gan import losses
+from liver_gan.loss_schema import LossConfig, LossName
 from liver_gan.losses import discriminator_loss, generator_loss
 from liver_gan.models.dcgan import build_dcgan
 from liver_gan.models.mlp import build_mlp_gan
+from liver_gan.models.schema import Conditioning
 
 PIXELS = 16  # 4x4 images
 

@@ -14,14 +14,15 @@ from nifti_factory import write_lits_dataset
 from omegaconf import DictConfig, OmegaConf
 
 from liver_gan.augment import Augment
-from liver_gan.config import AugmentOp, Crop, DatasetConfig
+from liver_gan.augment_schema import AugmentOp
 from liver_gan.data.dataset import prepare_dataset
 from liver_gan.data.labels import LIVER_LABEL, TUMOR
 from liver_gan.data.masks import MASK_CHANNELS, ct, decode, encode, label_maps
 from liver_gan.data.nifti import CTScan
+from liver_gan.data.schema import Crop, DatasetConfig
 from liver_gan.data.slicing import SliceOptions, slice_scan
 from liver_gan.images import image_grid
-from liver_gan.models import build_gan
+from liver_gan.models.registry import build_gan
 from liver_gan.sampling import generate
 
 Compose = Callable[..., DictConfig]

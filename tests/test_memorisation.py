@@ -11,8 +11,8 @@ import torchvision
 from omegaconf import OmegaConf
 from PIL import Image
 
-from liver_gan.config import EvalConfig, RealPool, Subset
 from liver_gan.data.dataset import PreparedDataset
+from liver_gan.data.schema import Subset
 from liver_gan.errors import LiverGanError
 from liver_gan.images import CAPTION_HEIGHT
 from liver_gan.metrics import memorisation, registry
@@ -29,6 +29,7 @@ from liver_gan.metrics.memorisation import (
     validation_threshold,
 )
 from liver_gan.metrics.registry import compute_metrics, selected_metrics
+from liver_gan.metrics.schema import EvalConfig, RealPool
 from allocations import LargestAllocation
 from test_fid import PooledPixels, blobs, slice_set
 

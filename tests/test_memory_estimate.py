@@ -17,8 +17,8 @@ import liver_gan.memory
 from liver_gan.cli.prepare import main as prepare_main
 from liver_gan.errors import LiverGanError
 from liver_gan.memory import available_bytes
-from liver_gan.models import _call_builder, build_generator
 from liver_gan.models.memory import weight_bytes
+from liver_gan.models.registry import _call_builder, build_generator
 
 FAMILIES = [
     ["model=mlp"],

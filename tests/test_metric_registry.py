@@ -15,10 +15,10 @@ import yaml
 from torch import nn
 
 from liver_gan.cli import train as train_cli
-from liver_gan.config import SegmenterConfig
 from liver_gan.data.dataset import PreparedDataset, SliceSet
 from liver_gan.data.labels import TUMOR
 from liver_gan.data.masks import MASK_CHANNELS, encode
+from liver_gan.downstream.schema import SegmenterConfig
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics import evaluate, registry
 from liver_gan.metrics.context import EvaluationContext

@@ -10,9 +10,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from liver_gan.config import SegmenterConfig
 from liver_gan.data.dataset import SliceSet
 from liver_gan.data.labels import HEALTHY, TUMOR
+from liver_gan.downstream.schema import SegmenterConfig
 from liver_gan.metrics import evaluate
 from liver_gan.metrics.evaluate import evaluate_generator
 from liver_gan.metrics.inception import FeatureExtractor

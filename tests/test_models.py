@@ -10,10 +10,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
-from liver_gan.config import Conditioning
 from liver_gan.errors import LiverGanError
 from liver_gan.models.dcgan import build_dcgan
 from liver_gan.models.mlp import build_mlp_gan
+from liver_gan.models.schema import Conditioning
 
 Compose = Callable[..., DictConfig]
 

@@ -18,10 +18,10 @@ from insert_runs import dataset_node, split, write_insert_run, write_real_datase
 from omegaconf import DictConfig
 
 from liver_gan.cli.utility import write_nnunet_dataset
-from liver_gan.config import HUWindow
 from liver_gan.data.dataset import SliceSet
 from liver_gan.data.labels import TUMOR
 from liver_gan.data.masks import encode
+from liver_gan.data.schema import HUWindow
 from liver_gan.data.segmentation_export import NNUNET_SPLITS_FILE, export_nnunet, nnunet_splits
 from liver_gan.downstream.inserted import export_insert_run_nnunet
 from liver_gan.errors import LiverGanError

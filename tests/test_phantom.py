@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from liver_gan.config import PhantomConfig
 from liver_gan.data.phantom import phantom_key, storage, write_phantom
+from liver_gan.data.schema import PhantomConfig
 from liver_gan.errors import LiverGanError
 
 # Small enough to write in a few seconds, big enough for realistic proportions.
@@ -145,7 +145,7 @@ def test_two_concurrent_writers_share_one_phantom(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         from pathlib import Path
-        from liver_gan.config import PhantomConfig
+        from liver_gan.data.schema import PhantomConfig
         from liver_gan.data.phantom import write_phantom
         config = PhantomConfig(**{dataclasses.asdict(TINY)!r})
         print(write_phantom(Path({str(tmp_path / "shared")!r}), config))

@@ -17,8 +17,8 @@ import torch
 from omegaconf import DictConfig
 
 from liver_gan.cli.sample import main as sample_main
-from liver_gan.config import HUWindow
 from liver_gan.data.masks import encode
+from liver_gan.data.schema import HUWindow
 from liver_gan.data.segmentation_export import export_lits, export_nifti, export_nnunet
 from liver_gan.errors import LiverGanError
 from liver_gan.runs import run_dataset

@@ -14,10 +14,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tiny_gan import save_tiny_checkpoint
 
-from liver_gan.config import SegmenterConfig
 from liver_gan.data.dataset import SliceSet
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.data.masks import encode
+from liver_gan.downstream.schema import SegmenterConfig
 from liver_gan.downstream.segmentation import (
     SEGMENTATION_METRICS,
     dice_by_structure,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from nifti_factory import LIVER_SLICES, TUMOR_SLICES, reorient, synthetic_anatomy, write_case
 
-from liver_gan.config import Crop
 from liver_gan.data.nifti import CTScan, read_scan
+from liver_gan.data.schema import Crop
 from liver_gan.data.slicing import (
     OUTSIDE,
     SliceOptions,

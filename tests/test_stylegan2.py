@@ -10,9 +10,10 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from liver_gan.config import Conditioning, LossConfig, LossName
 from liver_gan.errors import LiverGanError
+from liver_gan.loss_schema import LossConfig, LossName
 from liver_gan.losses import discriminator_loss
+from liver_gan.models.schema import Conditioning
 from liver_gan.models.stylegan2 import (
     EqualLinear,
     ModulatedConv2d,

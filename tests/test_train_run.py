@@ -24,7 +24,6 @@ from test_fid import PooledPixels, two_class_dataset
 from tiny_gan import tiny_phantom_overrides
 
 from liver_gan import device as device_module
-from liver_gan.config import OptimizerImplementation
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics import registry
@@ -35,6 +34,7 @@ from liver_gan.training.device_images import DeviceImages
 from liver_gan.training import gan_step, loop
 from liver_gan.training.loop import draw_fixed_samples, train
 from liver_gan.training.optim import build_optimizers
+from liver_gan.training.schema import OptimizerImplementation
 
 Compose = Callable[..., DictConfig]
 LOGGED = ("loss/D", "loss/G", "D(x)", "D(G(z))")

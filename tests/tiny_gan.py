@@ -9,7 +9,7 @@ from typing import Callable, List
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from liver_gan.models import build_gan
+from liver_gan.models.registry import build_gan
 from liver_gan.training.checkpoint import plain_config, save_checkpoint
 
 

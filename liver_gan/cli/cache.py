@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from liver_gan.cli import report_user_errors
-from liver_gan.config import DatasetConfig, EvalConfig
+from liver_gan.data.schema import DatasetConfig
 from liver_gan.errors import LiverGanError
+from liver_gan.metrics.schema import EvalConfig
 
 if TYPE_CHECKING:
     from liver_gan.caches import Listing

@@ -17,6 +17,8 @@ from enum import Enum
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from liver_gan.config import schema_file
+
 COMPOSITION_ERRORS = (ConfigCompositionException, OverrideParseException, OmegaConfBaseException)
 MOST_NAMES_LISTED = 12  # a longer list of valid names is cut, as the "did you mean" already picked the close ones
 
@@ -68,7 +70,7 @@ def _unknown_key(error: OmegaConfBaseException) -> str:
     parent, _, key = str(error.full_key).rpartition(".")
     schema = error.object_type
     fields = [field.name for field in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else []
-    where = f"{schema.__name__} (liver_gan/config.py)" if fields else f"'{parent or 'the config'}'"
+    where = f"{schema.__name__} ({schema_file(schema)})" if fields else f"'{parent or 'the config'}'"
     prefix = f"{parent}." if parent else ""
     suggestion = _suggestion(key, fields, prefix) if fields else ""
     return f"{error.full_key}: no such key in {where}{suggestion}"

@@ -9,10 +9,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from liver_gan.cli import report_user_errors, scripts
-from liver_gan.config import Subset
 from liver_gan.data.dataset import prepare_dataset
 from liver_gan.data.export import export_imagefolder, exported_counts
 from liver_gan.data.labels import CLASS_NAMES, SUBSET_CLASSES
+from liver_gan.data.schema import Subset
 from liver_gan.data.summary import format_summary_table, write_dataset_summary
 from liver_gan.errors import LiverGanError
 

@@ -24,7 +24,6 @@ import torch
 from omegaconf import MISSING
 from omegaconf.errors import MissingMandatoryValue
 
-from liver_gan.config import Crop, DatasetConfig, DatasetName, Layout, Subset
 from liver_gan.data.cache import CacheEntry, SliceTable, cache_key, load_or_build
 from liver_gan.data.labels import HEALTHY, SUBSET_CLASSES, TUMOR
 from liver_gan.data.layouts import Case, find_cases
@@ -32,6 +31,7 @@ from liver_gan.data.masks import ct, encode
 from liver_gan.data.nifti import _load as load_checked_header
 from liver_gan.data.nifti import read_scan
 from liver_gan.data.phantom import write_phantom
+from liver_gan.data.schema import Crop, DatasetConfig, DatasetName, Layout, Subset
 from liver_gan.data.slicing import ScanSlices, SliceOptions, slice_scan
 from liver_gan.data.summary import dataset_summary
 from liver_gan.errors import LiverGanError

@@ -1,6 +1,6 @@
 """Label values: the voxel labels of LiTS / MSD segmentations, and the class of a kept slice."""
 
-from liver_gan.config import Subset
+from liver_gan.data.schema import Subset
 
 # Voxel labels in a segmentation (LiTS and MSD Task03_Liver use the same three).
 BACKGROUND_LABEL = 0

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from liver_gan.config import Layout
+from liver_gan.data.schema import Layout
 from liver_gan.errors import LiverGanError
 
 log = logging.getLogger(__name__)

@@ -34,11 +34,11 @@ import torch
 from torch import Tensor
 
 from liver_gan.atomic import write_export
-from liver_gan.config import HUWindow
 from liver_gan.data.dataset import SliceSet
 from liver_gan.data.layouts import Case
 from liver_gan.data.masks import ct, has_masks, label_maps
 from liver_gan.data.nifti import write_nifti
+from liver_gan.data.schema import HUWindow
 from liver_gan.errors import LiverGanError
 
 NIFTI_ENDING = ".nii.gz"

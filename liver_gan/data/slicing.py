@@ -15,10 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from liver_gan.config import Crop
 from liver_gan.data.labels import BACKGROUND_LABEL, LIVER_LABEL, TUMOR_LABEL
 from liver_gan.data.masks import resize_labels
 from liver_gan.data.nifti import CTScan
+from liver_gan.data.schema import Crop
 
 OUTSIDE = -1.0  # value of pixels outside the scan: the bottom of the window, like air
 

@@ -22,10 +22,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from liver_gan.config import Subset, SyntheticClasses, UtilityTask
+from liver_gan.config import SyntheticClasses, UtilityTask
 from liver_gan.data.dataset import PreparedDataset, SliceSet
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.data.masks import ct, label_maps
+from liver_gan.data.schema import Subset
 from liver_gan.downstream.classification import METRICS, classification_metrics, train_classifier, tumor_probabilities
 from liver_gan.downstream.segmentation import (
     SEGMENTATION_METRICS,

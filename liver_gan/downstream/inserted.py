@@ -31,11 +31,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import Tensor
 
-from liver_gan.config import DatasetConfig, DatasetName, Layout, Subset
 from liver_gan.data.dataset import PreparedDataset, SliceSet, dataset_root, prepare_dataset
 from liver_gan.data.labels import HEALTHY, TUMOR
 from liver_gan.data.layouts import find_cases
 from liver_gan.data.masks import label_maps
+from liver_gan.data.schema import DatasetConfig, DatasetName, Layout, Subset
 from liver_gan.data.segmentation_export import export_nnunet_volumes
 from liver_gan.downstream.arms import Arm, ArmSet, ArmTrainingSet, Study
 from liver_gan.errors import LiverGanError

@@ -22,10 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from liver_gan.cli.vtt import choose
-from liver_gan.config import Crop, KIDConfig
 from liver_gan.data.dataset import SliceSet
 from liver_gan.data.labels import TUMOR
 from liver_gan.data.masks import ct
+from liver_gan.data.schema import Crop
 from liver_gan.downstream.classification import roc_auc, train_classifier, tumor_probabilities
 from liver_gan.downstream.inserted import load_inserted
 from liver_gan.errors import LiverGanError
@@ -33,6 +33,7 @@ from liver_gan.images import to_uint8
 from liver_gan.metrics.fid import frechet_distance
 from liver_gan.metrics.inception import load_feature_extractor
 from liver_gan.metrics.kid import kernel_inception_distance
+from liver_gan.metrics.schema import KIDConfig
 from liver_gan.vtt.page import write_visual_turing_test
 
 REALISM_FILE = "realism.json"

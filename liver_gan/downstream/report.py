@@ -11,15 +11,17 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from liver_gan.atomic import atomic_write_json
-from liver_gan.config import DatasetName, RealPool, Subset, UtilityTask
+from liver_gan.config import UtilityTask
 from liver_gan.data.dataset import PreparedDataset, SliceSet
 from liver_gan.data.labels import TUMOR
+from liver_gan.data.schema import DatasetName, Subset
 from liver_gan.downstream.arms import Study, generated_training_set, load_synthetic_source, train_arms, utility_arms
 from liver_gan.data.masks import has_masks
 from liver_gan.downstream.classification import METRICS
 from liver_gan.downstream.inserted import inserted_study
 from liver_gan.downstream.segmentation import SEGMENTATION_METRICS
 from liver_gan.errors import LiverGanError
+from liver_gan.metrics.schema import RealPool
 from liver_gan.runs import run_dataset
 
 UTILITY_FILE = "utility.json"

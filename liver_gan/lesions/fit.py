@@ -22,10 +22,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from scipy import ndimage
 
-from liver_gan.config import Layout
 from liver_gan.data.labels import LIVER_LABEL, TUMOR_LABEL
 from liver_gan.data.layouts import find_cases
 from liver_gan.data.nifti import read_scan
+from liver_gan.data.schema import Layout
 from liver_gan.errors import LiverGanError
 from liver_gan.lesions.config import ProceduralLesionConfig
 

@@ -20,10 +20,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from liver_gan.atomic import atomic_write_json, atomic_write_text
-from liver_gan.config import Layout
 from liver_gan.data.dataset import dataset_root, split_patients
 from liver_gan.data.labels import TUMOR_LABEL
 from liver_gan.data.layouts import Case, find_cases
+from liver_gan.data.schema import Layout
 from liver_gan.errors import LiverGanError
 from liver_gan.lesions.config import LearnedLesionConfig, ProceduralLesionConfig
 from liver_gan.lesions.fit import fit_options

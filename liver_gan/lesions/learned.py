@@ -30,8 +30,8 @@ from liver_gan.data.nifti import to_radiological
 from liver_gan.data.slicing import crop_square, liver_square, resize
 from liver_gan.device import resolve_device
 from liver_gan.errors import LiverGanError
-from liver_gan.models import build_inpainting, is_inpainter
 from liver_gan.models.inpaint import conditioning
+from liver_gan.models.registry import build_inpainting, is_inpainter
 from liver_gan.runs import find_checkpoint
 from liver_gan.training.checkpoint import EMA_KEY, load_checkpoint
 from liver_gan.training.inpaint_step import tumor_holes

@@ -20,12 +20,12 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from liver_gan.config import RealPool
 from liver_gan.data.dataset import PreparedDataset, SliceSet
 from liver_gan.errors import LiverGanError
 from liver_gan.metrics.inception import FeatureExtractor
 from liver_gan.metrics.masks import MaskInputs
 from liver_gan.metrics.reference import ReferenceKey, pixels_sha256, reference_statistics
+from liver_gan.metrics.schema import RealPool
 from liver_gan.metrics.slice_features import cached_slice_features
 
 # Fixed, not the run's seed: every run on the same data meets the same reals and shares the cache.

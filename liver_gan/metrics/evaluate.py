@@ -18,16 +18,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from liver_gan.config import DatasetConfig, EvalConfig, RealPool, Subset
 from liver_gan.data.dataset import PreparedDataset
 from liver_gan.data.labels import SUBSET_CLASSES
 from liver_gan.data.masks import ct, has_masks
+from liver_gan.data.schema import DatasetConfig, Subset
 from liver_gan.errors import LiverGanError
 from liver_gan.images import read_image_folder
 from liver_gan.metrics.context import EvaluationContext, RealImages, check_pool_size, dataset_reals
 from liver_gan.metrics.inception import FeatureExtractor, load_feature_extractor
 from liver_gan.metrics.masks import MaskInputs
 from liver_gan.metrics.registry import Metric, compute_metrics, selected_metrics
+from liver_gan.metrics.schema import EvalConfig, RealPool
 from liver_gan.models.ddpm import sampling_settings
 from liver_gan.sampling import generate
 from liver_gan.distributed import SINGLE_PROCESS, World, gather_to_main, rank_seed, shard_range

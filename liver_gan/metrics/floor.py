@@ -27,8 +27,8 @@ from typing import Any, Callable, TypeVar
 import numpy as np
 import torch
 
-from liver_gan.config import RealPool
 from liver_gan.metrics.context import REAL_SELECTION_SEED, EvaluationContext, pool_size
+from liver_gan.metrics.schema import RealPool
 
 log = logging.getLogger(__name__)
 

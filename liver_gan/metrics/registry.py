@@ -18,7 +18,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from liver_gan.config import RealPool
 from liver_gan.data.labels import CLASS_NAMES
 from liver_gan.errors import LiverGanError
 from liver_gan.images import write_png_folder
@@ -36,6 +35,7 @@ from liver_gan.metrics.memorisation import (
     save_closest_pairs,
 )
 from liver_gan.metrics.precision_recall import density_coverage, precision_recall
+from liver_gan.metrics.schema import RealPool
 from liver_gan.progress import PhaseProgress, format_duration
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liver_gan.config import Conditioning
+from liver_gan.models.schema import Conditioning
 
 # Small next to z (100 by default) so the class steers the image without drowning the noise;
 # nn.Embedding's N(0, 1) initialisation puts it on the same scale as z ~ N(0, I).

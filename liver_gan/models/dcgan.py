@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from liver_gan.config import Conditioning
 from liver_gan.errors import LiverGanError
-from liver_gan.models import LEAKY_SLOPE, require_positive
 from liver_gan.models.conditioning import DiscriminatorConditioning, LabelEmbedding, model_classes
+from liver_gan.models.layers import LEAKY_SLOPE, require_positive
+from liver_gan.models.schema import Conditioning
 
 MIN_RESOLUTION = 16  # the smallest size with a BatchNorm stage on both sides
 MAX_WIDTH_FACTOR = 8

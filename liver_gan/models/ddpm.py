@@ -36,10 +36,10 @@ from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 from torch import Tensor, nn
 
-from liver_gan.config import NoiseSchedule, Prediction
 from liver_gan.errors import LiverGanError
-from liver_gan.models import require_positive
 from liver_gan.models.conditioning import check_labels, model_classes
+from liver_gan.models.layers import require_positive
+from liver_gan.models.schema import NoiseSchedule, Prediction
 
 MONAI_PREDICTION = {Prediction.epsilon: "epsilon", Prediction.v: "v_prediction"}
 

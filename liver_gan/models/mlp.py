@@ -15,9 +15,9 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from liver_gan.config import Conditioning
-from liver_gan.models import LEAKY_SLOPE, require_positive
 from liver_gan.models.conditioning import DiscriminatorConditioning, LabelEmbedding, model_classes
+from liver_gan.models.layers import LEAKY_SLOPE, require_positive
+from liver_gan.models.schema import Conditioning
 
 
 class MLPGenerator(nn.Module):

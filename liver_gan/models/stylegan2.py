@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liver_gan.config import Conditioning
 from liver_gan.errors import LiverGanError
-from liver_gan.models import LEAKY_SLOPE, require_positive
 from liver_gan.models.conditioning import DiscriminatorConditioning, LabelEmbedding, model_classes
+from liver_gan.models.layers import LEAKY_SLOPE, require_positive
+from liver_gan.models.schema import Conditioning
 
 # Leaky ReLU halves the variance of a zero-mean input (roughly); sqrt(2) restores it, as He's
 # initialisation does, so that activations keep unit scale through the equalized layers.

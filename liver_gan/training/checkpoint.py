@@ -30,10 +30,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from liver_gan.atomic import atomic_torch_save, atomic_write
-from liver_gan.config import ADAConfig, AugmentConfig, TrainConfig
+from liver_gan.augment_schema import ADAConfig, AugmentConfig
+from liver_gan.config import TrainConfig
 from liver_gan.errors import LiverGanError
-from liver_gan.models import require_registered_builder
 from liver_gan.distributed import RANK_STREAMS_KEY
+from liver_gan.models.registry import require_registered_builder
 from liver_gan.training.seeding import restore_rng_state, rng_state
 from liver_gan.training.ema import GeneratorEMA
 from liver_gan.training.run_dir import holds_outputs

@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from liver_gan.config import Prediction
 from liver_gan.errors import LiverGanError
-from liver_gan.models import build_diffusion
 from liver_gan.models.ddpm import DiffusionModel
+from liver_gan.models.registry import build_diffusion
+from liver_gan.models.schema import Prediction
 from liver_gan.training.batch_noise import BatchNoise
 from liver_gan.training.optim import build_optimizer
 

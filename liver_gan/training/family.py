@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from liver_gan.data.dataset import PreparedDataset
-from liver_gan.models import is_gan, is_inpainter
+from liver_gan.models.registry import is_gan, is_inpainter
 from liver_gan.training import diffusion_step, gan_step, inpaint_step
 from liver_gan.training.batch_noise import BatchNoise
 from liver_gan.training.state import FixedSamples

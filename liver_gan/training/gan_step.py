@@ -33,10 +33,10 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from liver_gan.augment import AdaptiveAugment, Augment
-from liver_gan.config import LossName
 from liver_gan.errors import LiverGanError
+from liver_gan.loss_schema import LossName
 from liver_gan.losses import check_loss_options, discriminator_loss, generator_loss, lazy_r1_penalty
-from liver_gan.models import build_gan
+from liver_gan.models.registry import build_gan
 from liver_gan.training.batch_noise import BatchNoise
 from liver_gan.training.optim import build_optimizers
 

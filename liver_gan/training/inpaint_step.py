@@ -31,13 +31,13 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from liver_gan.config import Crop
 from liver_gan.data.dataset import SliceSet
 from liver_gan.data.masks import CT_CHANNEL
+from liver_gan.data.schema import Crop
 from liver_gan.errors import LiverGanError
 from liver_gan.losses import check_loss_options, discriminator_loss, generator_loss
-from liver_gan.models import build_inpainting
 from liver_gan.models.inpaint import conditioning, critic_input
+from liver_gan.models.registry import build_inpainting
 from liver_gan.training.batch_noise import BatchNoise
 from liver_gan.training.gan_step import AdversarialPair
 from liver_gan.training.optim import build_optimizers

@@ -42,9 +42,9 @@ from torch import Tensor, nn
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from liver_gan.atomic import atomic_write_json
-from liver_gan.config import Subset
 from liver_gan.data.dataset import PreparedDataset, SliceSet, prepare_dataset
 from liver_gan.data.labels import HEALTHY, TUMOR
+from liver_gan.data.schema import Subset
 from liver_gan.data.summary import write_dataset_summary
 from liver_gan.device import check_bf16_supported, device_clock, resolve_device, training_autocast
 from liver_gan.errors import LiverGanError
@@ -52,7 +52,7 @@ from liver_gan.images import image_grid, write_grid_png
 from liver_gan.metrics.evaluate import check_eval_data, check_eval_options, evaluate_generator
 from liver_gan.metrics.inpainting import evaluate_inpainter
 from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
-from liver_gan.models import is_inpainter
+from liver_gan.models.registry import is_inpainter
 from liver_gan.training.batch_noise import BatchNoise
 from liver_gan.training.checkpoint import (
     check_dataset,

@@ -17,8 +17,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from liver_gan.config import OptimizerImplementation
 from liver_gan.errors import LiverGanError
+from liver_gan.training.schema import OptimizerImplementation
 
 
 def build_optimizers(

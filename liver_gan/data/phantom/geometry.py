@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
-from liver_gan.config import PhantomConfig
+from liver_gan.data.schema import PhantomConfig
 
 # Millimetres: one number, or one per slice as a (1, 1, Z) array that broadcasts over the grid.
 Size = float | np.ndarray

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from liver_gan.config import PhantomConfig
 from liver_gan.data.labels import BACKGROUND_LABEL, LIVER_LABEL, TUMOR_LABEL
 from liver_gan.data.phantom.acquisition import acquire
 from liver_gan.data.phantom.body import (
@@ -33,6 +32,7 @@ from liver_gan.data.phantom.organs import (
     paint_spleen,
     paint_stomach,
 )
+from liver_gan.data.schema import PhantomConfig
 
 # Patients 1, 5, 9, ... have a healthy liver: LiTS has such patients, and so the phantom has
 # them whatever the seed.

@@ -12,9 +12,9 @@ import numpy as np
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, ornt_transform
 
 from liver_gan.atomic import build_once
-from liver_gan.config import PhantomConfig
 from liver_gan.data.nifti import write_nifti
 from liver_gan.data.phantom.scan import Scan, synthesize_scan
+from liver_gan.data.schema import PhantomConfig
 from liver_gan.errors import LiverGanError
 from liver_gan.progress import progress
 
