@@ -30,7 +30,6 @@ An epoch is ``ceil(N / batch_size)`` steps, the last one on the remaining images
 DataLoader (``drop_last=False``) did, so that ``trainer.epochs`` means what it meant there.
 """
 
-
 from __future__ import annotations
 
 import contextlib

@@ -22,8 +22,8 @@ from liver_gan.training.tensorboard import TensorBoardLogger
 
 @dataclass
 class RunState:
-    """What ``fit``, ``take_snapshot`` and the checkpoint writer share; ``progress`` and ``fixed``
-    change as the run goes, the rest is fixed once training starts."""
+    """What ``fit``, ``take_snapshot``, ``log_scalars``, the NaN guard and the checkpoint writer
+    share; ``progress`` advances as the run goes, the other fields hold the same objects throughout."""
 
     cfg: DictConfig
     family: Family
