@@ -340,7 +340,8 @@ def run_arm(ctx: Context, index: int) -> dict[str, Any]:
     """One quality arm (quality.arm_config): train, evaluate, keep the last grid under ``out/grids``."""
     from quality import arm_config
 
-    from liver_gan.training.loop import last_sample_grid, train
+    from liver_gan.training.loop import train
+    from liver_gan.training.outcome import last_sample_grid
 
     label, overrides, slug = QUALITY_ARMS[index]
     minutes, samples = ctx.size((QUALITY_MINUTES, QUALITY_SAMPLES), (DRY_QUALITY_MINUTES, DRY_QUALITY_SAMPLES))

@@ -7,20 +7,32 @@ line instead when it starts, every ``tick_seconds`` and when it ends, as stylega
 
     Inception: 2048 generated slices: 640/2048 (31%)  12.1 images/s  elapsed 53s  ETA 1m56s
 
+Training (:class:`TrainingTicks`) shows a bar on a terminal and, on a terminal or not, a tick line
+after the first step, every ``tick_seconds`` and at the last step; the lines also go to ``train.log``::
+
+    tick 3  step 120/600  epoch 40/200  kimg 7.7  27.1 img/s  elapsed 1m05s  ETA 4m20s  peak RSS 1.20 GiB  loss/D 0.412 ...
+
 The interval is :data:`TICK_SECONDS`, set for a whole run by :func:`tick_seconds` (liver-gan-train
-takes it from ``trainer.tick_seconds``).
+takes it from ``trainer.tick_seconds``).  The data and metric phases run without torch, so this
+module imports it only where a training device is already at hand.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import math
+import resource
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, TypeVar
 
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -135,3 +147,91 @@ def progress(items: Iterable[Item], description: str, total: int, unit: str) -> 
         for item in items:
             yield item
             shown.update()
+
+
+def peak_memory(device: torch.device) -> str:
+    """The most memory the run has held: CUDA memory allocated on a GPU, the process's resident set on the CPU."""
+    if device.type == "cuda":
+        import torch.cuda  # only here: a GPU run has torch loaded, and the phases without one stay torch-free
+
+        return f"peak GPU {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    bytes_per_unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in KiB on Linux
+    return f"peak RSS {peak * bytes_per_unit / 2**30:.2f} GiB"
+
+
+class TrainingTicks:
+    """The bar and the tick lines of one training session, from ``first_step`` to ``total_steps`` or
+    until ``seconds_left`` (what ``trainer.max_minutes`` leaves of the budget) have passed."""
+
+    def __init__(
+        self,
+        total_steps: int,
+        first_step: int,
+        steps_per_epoch: int,
+        device: torch.device,
+        show: bool = True,
+        seconds_left: float = math.inf,
+    ) -> None:
+        from liver_gan.device import device_clock  # only here: liver_gan.device loads torch
+
+        self.total_steps = total_steps
+        self.first_step = first_step
+        self.seconds_left = seconds_left
+        self.steps_per_epoch = steps_per_epoch
+        self.device = device
+        self.clock = functools.partial(device_clock, device)
+        self.count = 0
+        self.images = 0
+        self.start = self.clock()
+        self.last_tick: float | None = None
+        # disable=None: a bar on a terminal only; show=False (the ranks but 0 of a run of several): never.
+        self.bar = tqdm(
+            total=total_steps, initial=first_step, unit="step", dynamic_ncols=True, disable=None if show else True
+        )
+
+    def advance(self, images: int) -> None:
+        """One step of ``images`` images done."""
+        self.images += images
+        self.bar.update()
+
+    def due(self, step: int) -> bool:
+        """After the first step, every ``tick_seconds`` and at the last step."""
+        if self.last_tick is None or step == self.total_steps:
+            return True
+        return time.perf_counter() - self.last_tick >= TICK_SECONDS
+
+    def tick(self, step: int, kimg: float, means: Mapping[str, float]) -> None:
+        """Log the tick line for ``step``, with the loss means since the last tick."""
+        now = self.clock()
+        self.last_tick = now
+        self.count += 1
+        elapsed = now - self.start
+        steps_done = step - self.first_step
+        eta_seconds = (self.total_steps - step) * elapsed / steps_done if steps_done else math.inf
+        eta_seconds = min(eta_seconds, max(self.seconds_left - elapsed, 0.0))  # the time budget ends it first
+        eta = "?" if math.isinf(eta_seconds) else format_duration(eta_seconds)
+        total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        epoch = min(math.ceil(step / self.steps_per_epoch), total_epochs)
+        fields = [
+            f"tick {self.count}",
+            f"step {step}/{self.total_steps}",
+            f"epoch {epoch}/{total_epochs}",
+            f"kimg {kimg:.1f}",
+            f"{self.images / elapsed if elapsed > 0 else 0.0:.1f} img/s",
+            f"elapsed {format_duration(elapsed)}",
+            f"ETA {eta}",
+            peak_memory(self.device),
+            *(f"{name} {value:.3f}" for name, value in means.items()),
+        ]
+        log.info("  ".join(fields))
+        self.bar.set_postfix({name: f"{value:.3f}" for name, value in means.items()}, refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def __enter__(self) -> "TrainingTicks":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -32,7 +32,8 @@ from liver_gan.distributed import (
     shard,
     shard_range,
 )
-from liver_gan.training.loop import check_trainer_options, train
+from liver_gan.training.checks import check_trainer_options
+from liver_gan.training.loop import train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ from liver_gan.metrics.evaluate import evaluate_generator
 from liver_gan.metrics.inception import FeatureExtractor
 from liver_gan.metrics.masks import CPU_FULL_SEGMENTER_MINUTES, MASK_KEYS, MaskInputs, mask_report, segmenter_epochs
 from liver_gan.metrics.summary import metric_lines
-from liver_gan.training.progress import result_lines
+from liver_gan.training.outcome import result_lines
 from test_fid import PooledPixels, eval_config, tiny_generator, two_class_dataset
 from test_segmentation_utility import blob_slices
 

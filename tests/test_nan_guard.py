@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 import liver_gan.training.gan_step as gan_step
 from liver_gan.cli.train import train_task
 from liver_gan.training.checkpoint import load_checkpoint
-from liver_gan.training.loop import TrainingDiverged, train
+from liver_gan.training.checks import TrainingDiverged
+from liver_gan.training.loop import train
 
 Compose = Callable[..., DictConfig]
 NAN_FROM_STEP = 8  # in epoch 2 (6 or fewer steps per epoch), after epoch 1's checkpoint

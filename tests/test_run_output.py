@@ -15,10 +15,10 @@ import torch
 from omegaconf import DictConfig
 
 from liver_gan.cli.config_tree import print_config_tree, wants_config_tree
-from liver_gan.progress import DEFAULT_TICK_SECONDS, format_duration, progress, set_tick_seconds
+from liver_gan.progress import DEFAULT_TICK_SECONDS, TrainingTicks, format_duration, progress, set_tick_seconds
 from liver_gan.training.loop import train
 from liver_gan.metrics.registry import Metric, compute_metrics
-from liver_gan.training.progress import TrainingTicks, epochs_text, result_lines, steps_text
+from liver_gan.training.outcome import epochs_text, result_lines, steps_text
 
 
 def test_the_config_tree_shows_every_group_and_value(
@@ -97,7 +97,7 @@ TICK = re.compile(
 
 
 def tick_lines(caplog: pytest.LogCaptureFixture) -> list[re.Match[str]]:
-    lines = progress_lines(caplog, "liver_gan.training.progress")
+    lines = progress_lines(caplog, "liver_gan.progress")
     ticks = [TICK.match(line) for line in lines if line.startswith("tick ")]
     assert all(ticks), lines
     return ticks
@@ -160,7 +160,7 @@ def test_the_run_ends_with_its_result_and_where_to_look(
     run_training: Callable[..., dict[str, Any]], caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     metrics = run_training()
-    lines = progress_lines(caplog, "liver_gan.training.progress")
+    lines = progress_lines(caplog, "liver_gan.training.outcome")
     run_dir = tmp_path / "run"
     last_grid = run_dir / "samples" / f"epoch_{metrics['epochs']:04d}.png"
     assert lines[-5:] == [
@@ -228,7 +228,7 @@ def test_a_run_stopped_mid_epoch_states_the_same_fraction_when_it_starts_and_end
     epochs = epochs_text(3, steps_per_epoch)
     assert re.match(r"0\.\d+ epochs$", epochs)
     assert plan.endswith(f": 3 steps ({epochs} of {steps_per_epoch} steps)")
-    (result,) = [line for line in progress_lines(caplog, "liver_gan.training.progress") if line.startswith("result: ")]
+    (result,) = [line for line in progress_lines(caplog, "liver_gan.training.outcome") if line.startswith("result: ")]
     assert result.startswith(f"result: completed after {metrics['steps']} steps ({epochs}, ")
 
 

@@ -32,7 +32,8 @@ from liver_gan.runs import load_generator
 from liver_gan.training.checkpoint import CHECKPOINT_KEYS, load_checkpoint
 from liver_gan.training.device_images import DeviceImages
 from liver_gan.training import gan_step, loop
-from liver_gan.training.loop import draw_fixed_samples, train
+from liver_gan.training.loop import train
+from liver_gan.training.samples import draw_fixed_samples
 from liver_gan.training.optim import build_optimizers
 from liver_gan.training.schema import OptimizerImplementation
 

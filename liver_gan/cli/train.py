@@ -28,7 +28,8 @@ from liver_gan.device import reserve_cublas_workspace
 from liver_gan.metrics.inception import FIDWeightsUnavailable
 from liver_gan.metrics.registry import check_optimized_metric
 from liver_gan.distributed import quiet_other_ranks, start_world
-from liver_gan.training.loop import TrainingDiverged, train
+from liver_gan.training.checks import TrainingDiverged
+from liver_gan.training.loop import train
 from liver_gan.training.run_dir import holds_a_run, write_hydra_record
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -40,6 +40,9 @@ from liver_gan.training.ema import GeneratorEMA
 from liver_gan.training.run_dir import holds_outputs
 from liver_gan.training.family import Family
 from liver_gan.training.state import BatchOrder, FixedSamples, Progress
+
+if TYPE_CHECKING:  # run_state.py imports tensorboard.py, which imports this module
+    from liver_gan.training.run_state import RunState
 
 log = logging.getLogger(__name__)
 
@@ -221,22 +224,14 @@ def write_best_checkpoint(state: dict[str, Any], run_dir: Path) -> Path:
     return best
 
 
-def checkpoint_state(
-    cfg: DictConfig,
-    family: Family,
-    ema: GeneratorEMA | None,
-    batches: BatchOrder,
-    fixed: FixedSamples,
-    progress: Progress,
-    dataset_key: str,
-    rank_streams: list[dict[str, Any]] | None,
-) -> dict[str, Any]:
-    """Everything a checkpoint holds (see the module docstring), at ``progress.step``; ``rank_streams``:
-    in a run of several ranks, every rank's noise stream (liver_gan/distributed.py)."""
+def checkpoint_state(run: RunState, rank_streams: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Everything a checkpoint holds (see the module docstring), at ``run.progress.step``;
+    ``rank_streams``: in a run of several ranks, every rank's noise stream (liver_gan/distributed.py)."""
+    family, progress, batches = run.family, run.progress, run.batches
     return {
         **{key: network.state_dict() for key, network in family.networks().items()},
         **{key: optimizer.state_dict() for key, optimizer in family.optimizers().items()},
-        **({} if ema is None else {EMA_KEY: ema.state_dict()}),
+        **({} if run.ema is None else {EMA_KEY: run.ema.state_dict()}),
         "epoch": progress.step // batches.steps_per_epoch,
         "step": progress.step,
         "rng": {
@@ -244,10 +239,10 @@ def checkpoint_state(
             "batch_order": batches.state(),
             **({} if rank_streams is None else {RANK_STREAMS_KEY: rank_streams}),
         },
-        "fixed_noise": fixed.noise.cpu(),
-        "fixed_labels": None if fixed.labels is None else fixed.labels.cpu(),
-        "config": plain_config(cfg),
-        "dataset_key": dataset_key,
+        "fixed_noise": run.fixed.noise.cpu(),
+        "fixed_labels": None if run.fixed.labels is None else run.fixed.labels.cpu(),
+        "config": plain_config(run.cfg),
+        "dataset_key": run.dataset.key,
         "train_seconds": progress.train_seconds,
         "log_window": progress.window.state_dict(),
         FAMILY_STATE_KEY: family.state_dict(),
@@ -323,27 +318,6 @@ def check_dataset(state: dict[str, Any], dataset_key: str, path: Path) -> None:
         )
 
 
-def restore(
-    state: dict[str, Any],
-    family: Family,
-    ema: GeneratorEMA | None,
-    batches: BatchOrder,
-    progress: Progress,
-    columns: int,
-    path: Path,
-) -> FixedSamples:
-    """Load ``state`` into the networks, optimizers, random streams and ``progress``; return its fixed noise.
-
-    A checkpoint whose weights, random states or counters do not fit this run is refused in one
-    line naming ``path``.
-    """
-    step = state.get("step")
-    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-        raise LiverGanError(f"checkpoint {path}: step={step!r} is not a count of steps; resume from an intact checkpoint")
-    with checkpoint_must_fit(path):
-        return _restore(state, family, ema, batches, progress, columns, path)
-
-
 # What torch, numpy and Python raise for weights, random states or counters that do not fit.
 DOES_NOT_FIT = (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError)
 
@@ -363,7 +337,7 @@ def checkpoint_must_fit(path: Path) -> Iterator[None]:
         ) from None
 
 
-def _restore(
+def restore(
     state: dict[str, Any],
     family: Family,
     ema: GeneratorEMA | None,
@@ -372,25 +346,34 @@ def _restore(
     columns: int,
     path: Path,
 ) -> FixedSamples:
+    """Load ``state`` into the networks, optimizers, random streams and ``progress``; return its fixed noise.
+
+    A checkpoint whose weights, random states or counters do not fit this run is refused in one
+    line naming ``path``.
+    """
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise LiverGanError(f"checkpoint {path}: step={step!r} is not a count of steps; resume from an intact checkpoint")
     device = batches.device
-    for key, network in family.networks().items():
-        network.load_state_dict(state[key])
-    for key, optimizer in family.optimizers().items():
-        load_optimizer_state(optimizer, state[key], key)
-    if ema is not None:
-        ema.load_state_dict(state[EMA_KEY])
-    if FAMILY_STATE_KEY in state:
-        family.load_state_dict(state[FAMILY_STATE_KEY])
-    restore_rng_state(state["rng"], device)
-    batches.load_state(state["rng"]["batch_order"])
-    progress.step = state["step"]
-    progress.train_seconds = state["train_seconds"]
-    progress.window.load_state_dict(state["log_window"])
-    progress.best_fid = state.get(BEST_FID_KEY)  # absent from checkpoints older than eval.every_kimg
-    progress.last_checkpoint = path
-    log.info("resuming from %s at step %d (epoch %d)", path, state["step"], state["epoch"])
-    labels = state["fixed_labels"]
-    return FixedSamples(state["fixed_noise"].to(device), None if labels is None else labels.to(device), columns)
+    with checkpoint_must_fit(path):
+        for key, network in family.networks().items():
+            network.load_state_dict(state[key])
+        for key, optimizer in family.optimizers().items():
+            load_optimizer_state(optimizer, state[key], key)
+        if ema is not None:
+            ema.load_state_dict(state[EMA_KEY])
+        if FAMILY_STATE_KEY in state:
+            family.load_state_dict(state[FAMILY_STATE_KEY])
+        restore_rng_state(state["rng"], device)
+        batches.load_state(state["rng"]["batch_order"])
+        progress.step = state["step"]
+        progress.train_seconds = state["train_seconds"]
+        progress.window.load_state_dict(state["log_window"])
+        progress.best_fid = state.get(BEST_FID_KEY)  # absent from checkpoints older than eval.every_kimg
+        progress.last_checkpoint = path
+        log.info("resuming from %s at step %d (epoch %d)", path, state["step"], state["epoch"])
+        labels = state["fixed_labels"]
+        return FixedSamples(state["fixed_noise"].to(device), None if labels is None else labels.to(device), columns)
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any], name: str) -> None:

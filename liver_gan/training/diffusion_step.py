@@ -19,7 +19,6 @@ The run around the step (data, logging, checkpoints, evaluation) is the shared l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +31,7 @@ from liver_gan.models.registry import build_diffusion
 from liver_gan.models.schema import Prediction
 from liver_gan.training.batch_noise import BatchNoise
 from liver_gan.training.optim import build_optimizer
+from liver_gan.training.stateless import Stateless
 
 LOGGED_SCALARS = ("loss/diffusion",)
 
@@ -74,7 +74,7 @@ def train_step(
 
 
 @dataclass
-class Diffusion:
+class Diffusion(Stateless):
     """A diffusion model being trained, with its optimizer (:class:`liver_gan.training.family.Family`).
 
     ``generator`` is the model itself: it samples like a GAN's generator (``models/ddpm.py``).
@@ -92,15 +92,6 @@ class Diffusion:
 
     def learning_rates(self) -> dict[str, float]:
         return {"lr": self.optimizer.param_groups[0]["lr"]}
-
-    def monitored(self) -> dict[str, Tensor]:
-        return {}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Nothing beyond the model and its optimizer."""
 
     def step(
         self, real: Tensor, labels: Tensor | None, autocast: torch.autocast, noise: BatchNoise | None = None

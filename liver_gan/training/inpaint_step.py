@@ -24,7 +24,6 @@ liver_gan/metrics/inpainting.py's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +40,7 @@ from liver_gan.models.registry import build_inpainting
 from liver_gan.training.batch_noise import BatchNoise
 from liver_gan.training.gan_step import AdversarialPair
 from liver_gan.training.optim import build_optimizers
+from liver_gan.training.stateless import Stateless
 from liver_gan.training.state import FixedSamples
 
 LOGGED_SCALARS = ("loss/D", "loss/G", "loss/L1_hole", "D(x)", "D(G(z))")
@@ -90,8 +90,10 @@ def masked_l1(filled: Tensor, real: Tensor, mask: Tensor) -> Tensor:
 
 
 @dataclass
-class Inpainting(AdversarialPair):
-    """The inpainter being trained: both networks, their optimizers, the loss and the model options."""
+class Inpainting(AdversarialPair, Stateless):
+    """The inpainter being trained: both networks, their optimizers, the loss and the model options.
+
+    It has no state of its own to resume: the holes come from the step's noise."""
 
     generator: nn.Module
     discriminator: nn.Module
@@ -100,15 +102,6 @@ class Inpainting(AdversarialPair):
     loss: DictConfig
     model: DictConfig  # cfg.model: the L1 weight and how holes are made
     logged_scalars: tuple[str, ...] = LOGGED_SCALARS
-
-    def monitored(self) -> dict[str, Tensor]:
-        return {}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Nothing beyond the networks and optimizers: the holes come from the step's noise."""
 
     def step(
         self, real: Tensor, labels: Tensor | None, autocast: torch.autocast, noise: BatchNoise | None = None

@@ -5,7 +5,10 @@ TensorBoard, checkpoints and exact resume, the NaN guard, the time budget, fixed
 grids, the generator's EMA copy and the final evaluation.  What differs per family, its networks
 and one training step, is a :class:`~liver_gan.training.family.Family` from its own module
 (``gan_step.py`` for mlp/dcgan/stylegan2, ``diffusion_step.py`` for ddpm, ``inpaint_step.py`` for
-the lesion inpainter).
+the lesion inpainter).  The run's state travels as one
+:class:`~liver_gan.training.run_state.RunState`; the option checks and the NaN guard are in
+``checks.py``, the sample grids in ``samples.py``, the tick lines in ``liver_gan/progress.py`` and
+the end-of-run report in ``outcome.py``.
 
 With ``trainer.ema_kimg`` set, an exponential moving average of the generator
 (:class:`~liver_gan.training.ema.GeneratorEMA`) is updated after every step; it draws the sample
@@ -38,36 +41,13 @@ from typing import Any, Callable
 
 import torch
 from omegaconf import DictConfig
-from torch import Tensor, nn
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from liver_gan.atomic import atomic_write_json
-from liver_gan.data.dataset import PreparedDataset, SliceSet, prepare_dataset
-from liver_gan.data.labels import HEALTHY, TUMOR
-from liver_gan.data.schema import Subset
+from liver_gan.data.dataset import prepare_dataset
 from liver_gan.data.summary import write_dataset_summary
-from liver_gan.device import check_bf16_supported, device_clock, resolve_device, training_autocast
-from liver_gan.errors import LiverGanError
-from liver_gan.images import image_grid, write_grid_png
-from liver_gan.metrics.evaluate import check_eval_data, check_eval_options, evaluate_generator
-from liver_gan.metrics.inpainting import evaluate_inpainter
-from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
-from liver_gan.models.registry import is_inpainter
-from liver_gan.training.batch_noise import BatchNoise
-from liver_gan.training.checkpoint import (
-    check_dataset,
-    check_resumable,
-    checkpoint_state,
-    load_checkpoint,
-    restore,
-    resume_checkpoint,
-    write_best_checkpoint,
-    write_checkpoint,
-)
-from liver_gan.progress import format_duration, tick_seconds
-from liver_gan.training.device_images import DeviceImages
+from liver_gan.device import device_clock, resolve_device, training_autocast
 from liver_gan.distributed import (
-    SINGLE_PROCESS,
     World,
     any_rank,
     broadcast_buffers,
@@ -80,26 +60,44 @@ from liver_gan.distributed import (
     start_world,
     warn_on_another_world_size,
 )
+from liver_gan.errors import LiverGanError
+from liver_gan.images import image_grid
+from liver_gan.metrics.evaluate import check_eval_data, check_eval_options, evaluate_generator
+from liver_gan.metrics.inception import FIDWeightsUnavailable, check_weights_available
+from liver_gan.metrics.inpainting import evaluate_inpainter
+from liver_gan.models.registry import is_inpainter
+from liver_gan.progress import TrainingTicks, format_duration, tick_seconds
+from liver_gan.training.batch_noise import BatchNoise
+from liver_gan.training.checkpoint import (
+    check_dataset,
+    check_resumable,
+    checkpoint_state,
+    load_checkpoint,
+    restore,
+    resume_checkpoint,
+    write_best_checkpoint,
+    write_checkpoint,
+)
+from liver_gan.training.checks import TrainingDiverged, check_finite, check_trainer_options, check_weights
+from liver_gan.training.device_images import DeviceImages
 from liver_gan.training.ema import GeneratorEMA
-from liver_gan.training.family import Family, build_family, family_module, fixed_inputs
-from liver_gan.training.progress import TrainingTicks, epochs_text, log_result, steps_text
+from liver_gan.training.family import build_family, family_module, fixed_inputs
+from liver_gan.training.outcome import epochs_text, last_sample_grid, log_result, steps_text
 from liver_gan.training.run_dir import (
     hold_run_dir,
     refuse_fresh_start,
     remove_previous_run,
     remove_stale_temporaries,
 )
+from liver_gan.training.run_state import RunState, trained_networks
+from liver_gan.training.samples import draw_fixed_samples, grid_columns, real_examples, write_samples
 from liver_gan.training.seeding import seed_everything
 from liver_gan.training.snapshots import check_snapshot_options, evaluate_snapshot, keep_snapshots_until, snapshot_due
-from liver_gan.training.state import BatchOrder, FixedSamples, Progress, ScalarSums
+from liver_gan.training.state import BatchOrder, Progress, ScalarSums
 from liver_gan.training.tensorboard import SilentBoard, TensorBoardLogger
 from liver_gan.training.threads import apply_num_threads
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDiverged(LiverGanError):
-    """A loss became NaN or infinite; the message names the step and the last good checkpoint."""
 
 
 def train(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -129,6 +127,7 @@ def train(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None] | None = 
         return _train(cfg, run_dir, device, on_start, world)
 
 
+
 def _train(
     cfg: DictConfig, run_dir: Path, device: torch.device, on_start: Callable[[], None] | None, world: World
 ) -> dict[str, Any]:
@@ -152,7 +151,7 @@ def _train(
     progress = Progress(step=0, train_seconds=0.0, window=ScalarSums(family.logged_scalars, device))
     if saved is not None:
         check_dataset(saved, dataset.key, resume_from)
-        fixed = restore(saved, family, ema, batches, progress, grid_columns(cfg), resume_from)
+        fixed = restore(saved, family, ema, batches, progress, columns, resume_from)
     elif cfg.trainer.overwrite and world.is_main:
         remove_previous_run(run_dir)
     if saved is not None:
@@ -183,12 +182,13 @@ def _train(
     stop_reason = "diverged"
     purge_step = progress.step + 1 if progress.step else None
     with TensorBoardLogger(run_dir, purge_step) if world.is_main else SilentBoard() as board:
+        run = RunState(cfg, family, ema, dataset, batches, fixed, progress, board, run_dir, world)
         try:
             if progress.step == 0:
                 board.image("real", image_grid(real_examples(dataset.train, fixed), fixed.columns), 0)
-            stop_reason = fit(cfg, family, ema, dataset, batches, fixed, progress, board, run_dir, world)
+            stop_reason = fit(run)
             if cfg.eval.enabled:
-                evaluation = final_evaluation(cfg, sampler(family, ema), dataset, run_dir, device, world) or {}
+                evaluation = final_evaluation(run) or {}
         except (TrainingDiverged, FIDWeightsUnavailable) as error:
             failure = error
         seconds = progress.train_seconds
@@ -214,19 +214,15 @@ def _train(
     return metrics
 
 
-def final_evaluation(
-    cfg: DictConfig, generator: nn.Module, dataset: PreparedDataset, run_dir: Path, device: torch.device, world: World
-) -> dict[str, Any] | None:
+def final_evaluation(run: RunState) -> dict[str, Any] | None:
     """The inpainter's fills against mean-filling (it draws nothing from noise), or every other
     family's samples against the real slices."""
+    cfg = run.cfg
     if is_inpainter(cfg):
-        return evaluate_inpainter(generator, dataset, cfg, device, world)
-    return evaluate_generator(generator, dataset, cfg.eval, run_dir, device, cfg.seed, world, cfg.trainer.max_minutes)
-
-
-def trained_networks(family: Family, ema: GeneratorEMA | None) -> list[nn.Module]:
-    """Every network of the run, the EMA copy included: what must be equal on every rank."""
-    return [*family.networks().values(), *([] if ema is None else [ema.module])]
+        return evaluate_inpainter(run.sampler(), run.dataset, cfg, run.device, run.world)
+    return evaluate_generator(
+        run.sampler(), run.dataset, cfg.eval, run.run_dir, run.device, cfg.seed, run.world, cfg.trainer.max_minutes
+    )
 
 
 def planned_steps(cfg: DictConfig, steps_per_epoch: int) -> int:
@@ -239,21 +235,10 @@ def evaluates(cfg: DictConfig) -> bool:
     return cfg.eval.enabled or cfg.eval.every_kimg is not None
 
 
-def sampler(family: Family, ema: GeneratorEMA | None) -> nn.Module:
-    """What draws the sample grids and is evaluated: the EMA copy when there is one."""
-    return family.generator if ema is None else ema.module
-
-
 def stop_reason_of(cfg: DictConfig, steps_per_epoch: int) -> str:
     """What ends a run that trains all its planned steps: ``trainer.max_steps`` or ``trainer.epochs``."""
     capped = cfg.trainer.max_steps is not None and cfg.trainer.max_steps < cfg.trainer.epochs * steps_per_epoch
     return "max_steps" if capped else "epochs"
-
-
-def last_sample_grid(run_dir: Path) -> Path | None:
-    """The newest samples/*.png (a resumed run writes after the grids it found)."""
-    grids = list((run_dir / "samples").glob("*.png"))
-    return max(grids, key=lambda path: path.stat().st_mtime_ns) if grids else None
 
 
 def run_status(failure: LiverGanError | None) -> str:
@@ -264,109 +249,19 @@ def run_status(failure: LiverGanError | None) -> str:
     return "completed"
 
 
-def check_trainer_options(cfg: DictConfig, device: torch.device, world: World = SINGLE_PROCESS) -> None:
-    """Refuse option values that would fail (or silently do nothing) only after the dataset build."""
-    trainer = cfg.trainer
-    for option in ("epochs", "batch_size", "log_every", "sample_every", "checkpoint_every", "num_fixed_samples"):
-        if trainer[option] < 1:
-            raise LiverGanError(f"trainer.{option}={trainer[option]} must be at least 1")
-    if trainer.batch_size < world.size:
-        raise LiverGanError(
-            f"trainer.batch_size={trainer.batch_size} (the global batch) is smaller than the {world.size} ranks: "
-            f"set it to at least {world.size}, or start fewer processes"
-        )
-    if trainer.tick_seconds < 0:
-        raise LiverGanError(f"trainer.tick_seconds={trainer.tick_seconds} must be at least 0 (0: a line every step)")
-    if trainer.max_steps is not None and trainer.max_steps < 1:
-        raise LiverGanError(f"trainer.max_steps={trainer.max_steps} must be at least 1, or null for no cap")
-    if trainer.max_minutes is not None and trainer.max_minutes <= 0:
-        raise LiverGanError(f"trainer.max_minutes={trainer.max_minutes} must be positive, or null for no time budget")
-    if trainer.ema_kimg is not None and trainer.ema_kimg <= 0:
-        raise LiverGanError(f"trainer.ema_kimg={trainer.ema_kimg} must be positive (stylegan2-ada uses 10), or null for no EMA")
-    if trainer.ema_rampup is not None and trainer.ema_rampup <= 0:
-        raise LiverGanError(f"trainer.ema_rampup={trainer.ema_rampup} must be positive (stylegan2-ada uses 0.05), or null for none")
-    if trainer.keep_last_n is not None and trainer.keep_last_n < 0:
-        raise LiverGanError(f"trainer.keep_last_n={trainer.keep_last_n} must be at least 0, or null to keep every epoch checkpoint")
-    if trainer.amp:
-        check_bf16_supported(device)
-    if cfg.model.conditional:
-        if Subset(cfg.dataset.subset) is not Subset.all:
-            raise LiverGanError(
-                f"model.conditional=true learns both classes but dataset.subset={Subset(cfg.dataset.subset).value}; "
-                "set dataset.subset=all"
-            )
-        if trainer.num_fixed_samples < 2:
-            raise LiverGanError("trainer.num_fixed_samples must be at least 2 for a conditional model (one per class)")
-
-
-def grid_columns(cfg: DictConfig) -> int:
-    """Columns of a sample grid: square-ish, and for a conditional model a healthy row above a tumor row."""
-    count = cfg.trainer.num_fixed_samples
-    columns = math.ceil(math.sqrt(count))
-    return min(columns, count // 2) if cfg.model.conditional else columns
-
-
-def draw_fixed_samples(cfg: DictConfig, latent_dim: int, device: torch.device) -> FixedSamples:
-    """``trainer.num_fixed_samples`` noise vectors from ``seed``, drawn apart from the global stream.
-
-    A conditional model gets row pairs, a healthy row above a tumor row with the same z in each
-    column, so that the two classes are compared at equal noise; the count is rounded down to
-    whole row pairs.
-    """
-    columns = grid_columns(cfg)
-    noise_generator = torch.Generator().manual_seed(cfg.seed)
-    if not cfg.model.conditional:
-        noise = torch.randn(cfg.trainer.num_fixed_samples, latent_dim, generator=noise_generator)
-        return FixedSamples(noise.to(device), None, columns)
-    per_class = cfg.trainer.num_fixed_samples // 2 // columns * columns
-    noise = torch.randn(per_class, latent_dim, generator=noise_generator)
-    healthy = torch.full((per_class,), HEALTHY, dtype=torch.long)
-    tumor = torch.full((per_class,), TUMOR, dtype=torch.long)
-    return FixedSamples(
-        interleave_rows([noise, noise], columns).to(device),
-        interleave_rows([healthy, tumor], columns).to(device),
-        columns,
-    )
-
-
-def interleave_rows(per_class: list[Tensor], columns: int) -> Tensor:
-    """``[a, b]`` -> a's first row, b's first row, a's second row, ... (rows of ``columns`` items)."""
-    rows = zip(*(values.split(columns) for values in per_class))
-    return torch.cat([row for pair in rows for row in pair])
-
-
-def real_examples(train: SliceSet, fixed: FixedSamples) -> Tensor:
-    """Real slices laid out like the sample grid: the first ones, or per class in row pairs."""
-    if fixed.labels is None:
-        return train.images[: len(fixed.noise)]
-    per_class = len(fixed.noise) // 2
-    examples = [train.of_class(label).images[:per_class] for label in (HEALTHY, TUMOR)]
-    return interleave_rows(examples, fixed.columns)
-
-
-def fit(
-    cfg: DictConfig,
-    family: Family,
-    ema: GeneratorEMA | None,
-    dataset: PreparedDataset,
-    batches: BatchOrder,
-    fixed: FixedSamples,
-    progress: Progress,
-    board: TensorBoardLogger,
-    run_dir: Path,
-    world: World = SINGLE_PROCESS,
-) -> str:
-    """Train from ``progress.step`` to the last step or the time budget, logging, sampling and
+def fit(run: RunState) -> str:
+    """Train from ``run.progress.step`` to the last step or the time budget, logging, sampling and
     checkpointing on the way; returns the stop reason.
 
     With several ranks each trains on its shard of every global batch, and every decision (to log,
     stop, sample, checkpoint, or declare divergence) falls on the same step on every rank; only
     rank 0 shows progress and writes.
     """
+    cfg, family, ema, progress, batches, world = run.cfg, run.family, run.ema, run.progress, run.batches, run.world
     trainer = cfg.trainer
-    device = batches.device
-    images = DeviceImages(dataset.train.images, device)  # float16 on the device, float32 per batch
-    labels = dataset.train.labels.to(device) if cfg.model.conditional else None
+    device = run.device
+    images = DeviceImages(run.dataset.train.images, device)  # float16 on the device, float32 per batch
+    labels = run.dataset.train.labels.to(device) if cfg.model.conditional else None
     steps_per_epoch = batches.steps_per_epoch
     total_steps = planned_steps(cfg, steps_per_epoch)
     budget = math.inf if trainer.max_minutes is None else trainer.max_minutes * 60
@@ -406,8 +301,7 @@ def fit(
                 # The last step is always logged, so that the curves reach the end of the run.
                 if on_cadence or last:
                     now = device_clock(device)
-                    speed = window_images / (now - window_start)
-                    log_scalars(board, family, progress, speed, reset=on_cadence, world=world)
+                    log_scalars(run, window_images / (now - window_start), reset=on_cadence)
                     window_start, window_images = now, 0
                 if world.is_main and (ticks.due(progress.step) or out_of_time):
                     kimg = batches.images_seen(progress.step) / 1000
@@ -418,7 +312,7 @@ def fit(
                 images_before = batches.images_seen(progress.step - 1)
                 if snapshot_due(images_before, batches.images_seen(progress.step), cfg.eval.every_kimg):
                     progress.train_seconds = train_seconds_before + device_clock(device) - session_start
-                    take_snapshot(cfg, family, ema, dataset, batches, fixed, progress, board, run_dir, world)
+                    take_snapshot(run)
                 if last:
                     break
             progress.train_seconds = train_seconds_before + device_clock(device) - session_start
@@ -427,19 +321,8 @@ def fit(
             final = progress.step == total_steps or out_of_time
             sample = final or (epoch_done and (epoch + 1) % trainer.sample_every == 0)
             checkpoint = final or (epoch_done and (epoch + 1) % trainer.checkpoint_every == 0)
-            if (sample or checkpoint) and world.distributed:
-                broadcast_buffers(trained_networks(family, ema))
             if sample or checkpoint:
-                check_weights(family, ema, progress)
-            if sample and world.is_main:
-                write_samples(board, sampler(family, ema), fixed, progress.step, steps_per_epoch, run_dir)
-            if checkpoint:
-                streams = rank_streams(world, device)  # every rank's noise stream, for an exact resume
-                if world.is_main:
-                    # Events up to this step must be on disk before a checkpoint claims them (resume purges later ones).
-                    board.flush()
-                    state = checkpoint_state(cfg, family, ema, batches, fixed, progress, dataset.key, streams)
-                    write_checkpoint(state, run_dir, progress, steps_per_epoch, trainer.keep_last_n)
+                sample_and_checkpoint(run, sample, checkpoint)
     if out_of_time and progress.step < total_steps:
         log.info(
             "trainer.max_minutes=%s: stopped after %s of training, at step %d of %d",
@@ -452,31 +335,43 @@ def fit(
     return stop_reason_of(cfg, steps_per_epoch)
 
 
-def take_snapshot(
-    cfg: DictConfig,
-    family: Family,
-    ema: GeneratorEMA | None,
-    dataset: PreparedDataset,
-    batches: BatchOrder,
-    fixed: FixedSamples,
-    progress: Progress,
-    board: TensorBoardLogger,
-    run_dir: Path,
-    world: World,
-) -> None:
+def settle_weights(run: RunState) -> None:
+    """Before anything is written or measured from the networks: the same buffers (BatchNorm's
+    running statistics) on every rank, and every weight finite."""
+    if run.world.distributed:
+        broadcast_buffers(run.networks())
+    check_weights(run)
+
+
+def sample_and_checkpoint(run: RunState, sample: bool, checkpoint: bool) -> None:
+    """At an epoch's end on the ``trainer.sample_every`` / ``checkpoint_every`` cadences, and at the
+    last step: the fixed-noise grid (rank 0) and the checkpoint (every rank's noise stream, rank 0 writes)."""
+    settle_weights(run)
+    progress, steps_per_epoch = run.progress, run.batches.steps_per_epoch
+    if sample and run.world.is_main:
+        write_samples(run.board, run.sampler(), run.fixed, progress.step, steps_per_epoch, run.run_dir)
+    if checkpoint:
+        streams = rank_streams(run.world, run.device)  # every rank's noise stream, for an exact resume
+        if run.world.is_main:
+            # Events up to this step must be on disk before a checkpoint claims them (resume purges later ones).
+            run.board.flush()
+            state = checkpoint_state(run, streams)
+            write_checkpoint(state, run.run_dir, progress, steps_per_epoch, run.cfg.trainer.keep_last_n)
+
+
+def take_snapshot(run: RunState) -> None:
     """An FID snapshot: to metrics.jsonl and TensorBoard (``metrics/fid``), and checkpoints/best.pt
     when it is the lowest so far.  Every rank samples its share; rank 0 measures and writes."""
-    if world.distributed:
-        broadcast_buffers(trained_networks(family, ema))
-    check_weights(family, ema, progress)
-    kimg = batches.images_seen(progress.step) / 1000
+    progress = run.progress
+    settle_weights(run)
+    kimg = run.batches.images_seen(progress.step) / 1000
     record = evaluate_snapshot(
-        sampler(family, ema), dataset, cfg.eval, run_dir, batches.device, cfg.seed, progress.step, kimg, world
+        run.sampler(), run.dataset, run.cfg.eval, run.run_dir, run.device, run.cfg.seed, progress.step, kimg, run.world
     )
-    streams = rank_streams(world, batches.device)  # on every rank: best.pt may need them
+    streams = rank_streams(run.world, run.device)  # on every rank: best.pt may need them
     if record is None:  # a rank other than 0
         return
-    board.scalars({"metrics/fid": record["fid"]}, progress.step)
+    run.board.scalars({"metrics/fid": record["fid"]}, progress.step)
     log.info(
         "snapshot at kimg %.1f (step %d): FID %.4g from %d generated slices",
         kimg,
@@ -486,28 +381,21 @@ def take_snapshot(
     )
     if progress.best_fid is None or record["fid"] < progress.best_fid:
         progress.best_fid = record["fid"]
-        board.flush()
-        state = checkpoint_state(cfg, family, ema, batches, fixed, progress, dataset.key, streams)
-        best = write_best_checkpoint(state, run_dir)
+        run.board.flush()
+        best = write_best_checkpoint(checkpoint_state(run, streams), run.run_dir)
         log.info("lowest snapshot FID so far: %s", best)
 
 
-def log_scalars(
-    board: TensorBoardLogger,
-    family: Family,
-    progress: Progress,
-    images_per_second: float,
-    reset: bool,
-    world: World = SINGLE_PROCESS,
-) -> dict[str, float]:
+def log_scalars(run: RunState, images_per_second: float, reset: bool) -> dict[str, float]:
     """Write the window's means (after the divergence check), learning rates and speed.
 
     The window is reset on the ``trainer.log_every`` cadence only: a last step off the cadence is
     logged with the window kept, so that a run resumed from there (with a higher trainer.max_steps)
     logs its next point over the same steps as an uninterrupted run.
     """
-    means = check_finite(progress.window.means(), progress, world)
-    board.scalars(
+    progress, family = run.progress, run.family
+    means = check_finite(progress.window.means(), progress, run.world)
+    run.board.scalars(
         {
             **means,
             **family.learning_rates(),
@@ -519,47 +407,3 @@ def log_scalars(
     if reset:
         progress.window.reset()
     return means
-
-
-def check_finite(means: dict[str, float], progress: Progress, world: World = SINGLE_PROCESS) -> dict[str, float]:
-    """``means`` if every value is finite on every rank; else the run has diverged (on every rank at once)."""
-    bad = [f"{name}={value}" for name, value in means.items() if not math.isfinite(value)]
-    if any_rank(bool(bad), world):
-        raise diverged(progress, ", ".join(bad) or "non-finite losses on another rank")
-    return means
-
-
-def check_weights(family: Family, ema: GeneratorEMA | None, progress: Progress) -> None:
-    """Before anything is written from the networks: every weight and buffer (BatchNorm's running
-    statistics) is finite, the EMA copy's too."""
-    networks = [*family.networks().values(), *([] if ema is None else [ema.module])]
-    tensors = [tensor for network in networks for tensor in network.state_dict().values()]
-    if not torch.stack([tensor.isfinite().all() for tensor in tensors]).all():
-        raise diverged(progress, "non-finite weights")
-
-
-def diverged(progress: Progress, what: str) -> TrainingDiverged:
-    kept = (
-        f"kept the last good checkpoint {progress.last_checkpoint}"
-        if progress.last_checkpoint
-        else "no checkpoint was written before"
-    )
-    return TrainingDiverged(
-        f"training diverged by step {progress.step} ({what}); {kept}; "
-        "try a lower optimizer.lr or another loss (e.g. loss=nonsaturating)"
-    )
-
-
-@torch.no_grad()
-def write_samples(
-    board: TensorBoardLogger, generator: nn.Module, fixed: FixedSamples, step: int, steps_per_epoch: int, run_dir: Path
-) -> None:
-    """The fixed-noise grid, to TensorBoard ("samples") and to samples/epoch_XXXX.png (step_XXXXXXX.png mid-epoch)."""
-    was_training = generator.training
-    generator.eval()
-    grid = image_grid(generator(fixed.noise, fixed.labels), fixed.columns)
-    generator.train(was_training)
-    board.image("samples", grid, step)
-    epochs, rest = divmod(step, steps_per_epoch)
-    name = f"epoch_{epochs:04d}.png" if rest == 0 else f"step_{step:07d}.png"
-    write_grid_png(grid, run_dir / "samples" / name)

@@ -1,6 +1,7 @@
 """What a training run holds while it runs, whatever the model family: the fixed noise of the sample
 grids, the batch order, the running sums of the logged scalars and the progress.  The networks
-and optimizers are the family's (:mod:`liver_gan.training.family`).
+and optimizers are the family's (:mod:`liver_gan.training.family`); the loop carries all of it
+together in one :class:`~liver_gan.training.run_state.RunState`.
 
 All of it goes into checkpoints (:mod:`liver_gan.training.checkpoint`) and comes back on resume.
 """
