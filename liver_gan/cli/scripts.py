@@ -8,6 +8,7 @@ would otherwise never reach (``import torchvision`` fails first).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 
@@ -26,38 +27,19 @@ def train() -> None:
     run_hydra_app("liver_gan.cli.train:train_task", "train")
 
 
-def prepare() -> None:
-    run_hydra_app("liver_gan.cli.prepare:prepare", "prepare")
-
-
-def sample() -> None:
-    run_hydra_app("liver_gan.cli.sample:sample", "sample")
-
-
-def evaluate() -> None:
-    run_hydra_app("liver_gan.cli.evaluate:evaluate", "evaluate")
-
-
-def utility() -> None:
-    run_hydra_app("liver_gan.cli.utility:utility", "utility")
-
-
-def insert() -> None:
-    run_hydra_app("liver_gan.cli.insert:insert", "insert")
-
-
-def summary() -> None:
-    _argparse_tool("liver_gan.cli.summary")
-
-
-def cache() -> None:
-    _argparse_tool("liver_gan.cli.cache")
-
-
-def vtt() -> None:
-    _argparse_tool("liver_gan.cli.vtt")
+# Each console script below runs one task on its conf/<name>.yaml, or one argparse tool's main().
+prepare = functools.partial(run_hydra_app, "liver_gan.cli.prepare:prepare", "prepare")
+sample = functools.partial(run_hydra_app, "liver_gan.cli.sample:sample", "sample")
+evaluate = functools.partial(run_hydra_app, "liver_gan.cli.evaluate:evaluate", "evaluate")
+utility = functools.partial(run_hydra_app, "liver_gan.cli.utility:utility", "utility")
+insert = functools.partial(run_hydra_app, "liver_gan.cli.insert:insert", "insert")
 
 
 def _argparse_tool(module: str) -> None:
     report_user_errors(check_torch_pair)()
     importlib.import_module(module).main()
+
+
+summary = functools.partial(_argparse_tool, "liver_gan.cli.summary")
+cache = functools.partial(_argparse_tool, "liver_gan.cli.cache")
+vtt = functools.partial(_argparse_tool, "liver_gan.cli.vtt")
