@@ -39,12 +39,13 @@ from torch import Tensor, nn
 from liver_gan.config import NoiseSchedule, Prediction
 from liver_gan.errors import LiverGanError
 from liver_gan.models import require_positive
+from liver_gan.models.common import ImageGenerator
 from liver_gan.models.conditioning import check_labels, model_classes
 
 MONAI_PREDICTION = {Prediction.epsilon: "epsilon", Prediction.v: "v_prediction"}
 
 
-class DiffusionModel(nn.Module):
+class DiffusionModel(ImageGenerator):
     """A ``DiffusionModelUNet`` with its training scheduler and its sampler; see the module docstring."""
 
     def __init__(
@@ -60,15 +61,12 @@ class DiffusionModel(nn.Module):
         label_dropout: float,
         image_channels: int = 1,
     ) -> None:
-        super().__init__()
+        # z is the starting noise x_T, flattened.
+        super().__init__(image_channels * resolution * resolution, num_classes, resolution, image_channels)
         self.unet = unet
         self.scheduler = scheduler
         self.sampler = sampler
         self.prediction = Prediction(prediction)
-        self.resolution = resolution
-        self.image_channels = image_channels
-        self.latent_dim = image_channels * resolution * resolution
-        self.num_classes = num_classes
         self.null_class = num_classes  # the class embedding's last entry
         self.sample_steps = sample_steps
         self.guidance_scale = guidance_scale
