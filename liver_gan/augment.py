@@ -212,20 +212,13 @@ class AdaptiveAugment(Augment):
     host sync; read them for logging.  :meth:`state_dict` holds all that a resume needs.
     """
 
+    # After ops, by name only (as Hydra passes them): the order is not Augment's.  The ops'
+    # strengths and the generator are Augment's, with its defaults, written once there.
     def __init__(
-        self,
-        ops: Sequence[AugmentOp | str] = (),
-        translation: float = 0.125,
-        cutout: float = 0.5,
-        brightness: float = 0.25,
-        contrast: float = 0.25,
-        target: float = 0.6,
-        ada_kimg: float = 500.0,
-        adjust_every: int = 4,
-        generator: torch.Generator | None = None,
-        p: float = 0.0,
+        self, ops: Sequence[AugmentOp | str] = (), *, target: float = 0.6, ada_kimg: float = 500.0,
+        adjust_every: int = 4, p: float = 0.0, **op_options: float | torch.Generator | None,
     ) -> None:
-        super().__init__(ops, translation, cutout, brightness, contrast, generator, p)
+        super().__init__(ops, p=p, **op_options)
         if not 0 <= target < 1:
             raise LiverGanError(f"augment.target={target} must be in [0, 1): it is the wanted E[sign(D(real))]")
         if ada_kimg <= 0:

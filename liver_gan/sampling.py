@@ -46,14 +46,10 @@ def generate(
 
 
 def generate_from_latents(
-    generator: nn.Module,
-    latents: Tensor,
-    device: torch.device | str,
-    batch_size: int = 256,
-    labels: Tensor | None = None,
-    truncation_psi: float = 1.0,
+    generator: nn.Module, latents: Tensor, device: torch.device | str, batch_size: int, labels: Tensor | None, truncation_psi: float
 ) -> Tensor:
-    """As :func:`generate`, from given (N, latent_dim) latents (:func:`seed_latents`, :func:`walk_latents`)."""
+    """As :func:`generate`, from given (N, latent_dim) latents (:func:`seed_latents`, :func:`walk_latents`);
+    liver-gan-sample, its one caller, gives every option."""
     if labels is not None and len(labels) != len(latents):
         raise ValueError(f"{len(labels)} labels for {len(latents)} latents")
     rows = iter(latents.split(batch_size))

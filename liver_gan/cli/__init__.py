@@ -26,6 +26,7 @@ from liver_gan.cli.hydra_errors import COMPOSITION_ERRORS, one_line, unwritable_
 from liver_gan.cli.torch_versions import check_torch_pair
 from liver_gan.config import check_schema_keys, register_configs
 from liver_gan.errors import LiverGanError
+from liver_gan.run_log import close_file_logs_in
 
 Task = TypeVar("Task", bound=Callable[..., Any])
 
@@ -164,11 +165,7 @@ def remove_unstarted_run_dir(run_dir: Path) -> None:
         return
     if os.environ.get("RANK", "0") != "0" or not holds_only_hydra_files(run_dir):
         return
-    root = logging.getLogger()
-    for handler in [handler for handler in root.handlers if isinstance(handler, logging.FileHandler)]:
-        if Path(handler.baseFilename).resolve().parent == Path(run_dir).resolve():
-            root.removeHandler(handler)
-            handler.close()
+    close_file_logs_in(run_dir)
     shutil.rmtree(run_dir)
 
 

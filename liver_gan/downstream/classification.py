@@ -2,8 +2,7 @@
 seed) and its metrics on the real validation slices: AUC (from ranks), accuracy, sensitivity
 (tumor slices found) and specificity (healthy slices cleared).
 
-The classifier trains for a fixed number of epochs and its last state is evaluated: no early
-stopping, so the real validation slices never choose anything.
+The classifier trains by the recipe every downstream network shares (liver_gan/downstream/supervised.py).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from scipy.stats import rankdata
 from torch import Tensor, nn
 
 from liver_gan.data.labels import HEALTHY, TUMOR
+from liver_gan.downstream.supervised import train_supervised
 from liver_gan.errors import LiverGanError
 
 METRICS = ("auc", "accuracy", "sensitivity", "specificity")
@@ -71,20 +71,14 @@ def train_classifier(
         raise LiverGanError("the classifier's training slices hold only one class; the dataset needs healthy and tumor slices")
     torch.manual_seed(seed)
     model = instantiate(cfg.model, resolution=resolution).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     pos_weight = torch.tensor((len(labels) - num_tumor) / num_tumor, device=device)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     rng = torch.Generator().manual_seed(seed)
-    images, targets = images.to(device), labels.float().to(device)
-    model.train()
-    for _ in range(cfg.epochs):
-        for batch in torch.randperm(len(images), generator=rng).split(cfg.batch_size):
-            batch = batch.to(device)
-            loss = loss_fn(model(random_flips(images[batch], cfg, rng)), targets[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    return model.eval()
+
+    def flipped(x: Tensor, y: Tensor, rng: torch.Generator) -> tuple[Tensor, Tensor]:
+        return random_flips(x, cfg, rng), y
+
+    return train_supervised(model, loss_fn, images.to(device), labels.float().to(device), cfg, rng, flipped)
 
 
 @torch.no_grad()

@@ -7,8 +7,7 @@ label 2.  A slice or patient whose reference has none of a structure gives no Di
 (MONAI's ``ignore_empty``), so healthy slices do not count as perfect tumor scores; a prediction
 that misses a structure the reference has scores 0.
 
-The network trains for a fixed number of epochs and its last state is evaluated: no early
-stopping, so the real validation slices never choose anything.
+The network trains by the recipe every downstream network shares (liver_gan/downstream/supervised.py).
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from liver_gan.data.labels import LIVER_LABEL, TUMOR_LABEL
+from liver_gan.downstream.supervised import train_supervised
 from liver_gan.errors import LiverGanError
 
 STRUCTURES = ("liver", "tumor")  # Dice keys, in the order of STRUCTURE_LABELS
@@ -61,23 +61,17 @@ def train_segmenter(
         raise LiverGanError("the segmenter has no training slices; check dataset.masks=true and the data")
     torch.manual_seed(seed)
     model = build_segmenter(cfg, images.shape[-1]).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     rng = torch.Generator().manual_seed(seed)
-    images, targets = images.to(device), label_maps.unsqueeze(1).to(device)
-    model.train()
-    for _ in range(cfg.epochs):
-        for batch in torch.randperm(len(images), generator=rng).split(cfg.batch_size):
-            batch = batch.to(device)
-            x, y = images[batch], targets[batch]
-            if cfg.horizontal_flip:
-                flip = (torch.rand(len(batch), generator=rng) < 0.5).to(device).view(-1, 1, 1, 1)
-                x, y = torch.where(flip, x.flip(3), x), torch.where(flip, y.flip(3), y)
-            loss = loss_fn(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    return model.eval()
+
+    def flipped(x: Tensor, y: Tensor, rng: torch.Generator) -> tuple[Tensor, Tensor]:
+        """A slice and its label map flip together, left-right with probability 1/2."""
+        if not cfg.horizontal_flip:
+            return x, y
+        flip = (torch.rand(len(x), generator=rng) < 0.5).to(x.device).view(-1, 1, 1, 1)
+        return torch.where(flip, x.flip(3), x), torch.where(flip, y.flip(3), y)
+
+    return train_supervised(model, loss_fn, images.to(device), label_maps.unsqueeze(1).to(device), cfg, rng, flipped)
 
 
 @torch.no_grad()

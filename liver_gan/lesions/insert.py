@@ -30,6 +30,7 @@ from liver_gan.lesions.fit import fit_options
 from liver_gan.lesions.procedural import Fill, Painting, paint_patient
 from liver_gan.lesions.volumes import SourcePatient, read_patient, to_stored, write_patient
 from liver_gan.progress import progress
+from liver_gan.run_log import close_file_logs_in, file_logs_in
 
 log = logging.getLogger(__name__)
 
@@ -160,14 +161,11 @@ def _check_run_dir(run_dir: Path, root: Path, cases: list[Case]) -> None:
 def _withdraw_own_log(run_dir: Path) -> None:
     """Hydra made the run dir and opened this job's log in it before the task could check where it
     is: remove both when they are all it holds, so that a refused run leaves the source as it was."""
-    handlers = [handler for handler in logging.getLogger().handlers
-                if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == run_dir.resolve()]
-    if not run_dir.is_dir() or {path.name for path in run_dir.iterdir()} - {Path(h.baseFilename).name for h in handlers}:
+    log_names = {Path(handler.baseFilename).name for handler in file_logs_in(run_dir)}
+    if not run_dir.is_dir() or {path.name for path in run_dir.iterdir()} - log_names:
         return
-    for handler in handlers:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
-        Path(handler.baseFilename).unlink(missing_ok=True)
+    for log_file in close_file_logs_in(run_dir):
+        log_file.unlink(missing_ok=True)
     run_dir.rmdir()
 
 

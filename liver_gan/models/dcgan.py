@@ -14,22 +14,18 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from liver_gan.errors import LiverGanError
+from liver_gan.models.common import (
+    LEAKY_SLOPE,
+    ImageDiscriminator,
+    ImageGenerator,
+    check_power_of_two,
+    require_positive,
+)
 from liver_gan.models.conditioning import DiscriminatorConditioning, LabelEmbedding, model_classes
-from liver_gan.models.layers import LEAKY_SLOPE, require_positive
 from liver_gan.models.schema import Conditioning
 
 MIN_RESOLUTION = 16  # the smallest size with a BatchNorm stage on both sides
 MAX_WIDTH_FACTOR = 8
-
-
-def check_resolution(resolution: int) -> None:
-    """The stages halve the size down to 4x4, so the resolution must be a power of two."""
-    if resolution < MIN_RESOLUTION or resolution & (resolution - 1):
-        raise LiverGanError(
-            f"dataset.resolution={resolution} does not suit model=dcgan: "
-            f"use a power of two >= {MIN_RESOLUTION} (64, 128 or 256)"
-        )
 
 
 def stage_channels(base: int, resolution: int, size: int) -> int:
@@ -53,15 +49,11 @@ def dcgan_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(ImageGenerator):
     def __init__(
         self, latent_dim: int, base_channels: int, resolution: int, num_classes: int, image_channels: int = 1
     ) -> None:
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.num_classes = num_classes
-        self.resolution = resolution
-        self.image_channels = image_channels
+        super().__init__(latent_dim, num_classes, resolution, image_channels)
         self.label_input = LabelEmbedding(latent_dim, num_classes)
         sizes = feature_sizes(resolution)
         channels = [stage_channels(base_channels, resolution, size) for size in sizes]
@@ -86,18 +78,11 @@ class DCGANGenerator(nn.Module):
         return self.layers(self.label_input(z * truncation_psi, labels)[:, :, None, None])
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(ImageDiscriminator):
     def __init__(
-        self,
-        base_channels: int,
-        resolution: int,
-        num_classes: int,
-        conditioning: Conditioning,
-        image_channels: int = 1,
+        self, base_channels: int, resolution: int, num_classes: int, conditioning: Conditioning, image_channels: int = 1
     ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.resolution = resolution
+        super().__init__(num_classes, resolution)
         sizes = feature_sizes(resolution)[::-1]
         channels = [stage_channels(base_channels, resolution, size) for size in sizes]
         # Projection (Miyato & Koyama 2018) reads the last feature map, sum-pooled over space.
@@ -125,21 +110,15 @@ class DCGANDiscriminator(nn.Module):
 
 
 def build_dcgan(
-    latent_dim: int,
-    conditional: bool,
-    generator_channels: int,
-    discriminator_channels: int,
-    conditioning: Conditioning,
-    resolution: int,
-    num_classes: int,
-    image_channels: int = 1,
+    latent_dim: int, conditional: bool, generator_channels: int, discriminator_channels: int, conditioning: Conditioning,
+    resolution: int, num_classes: int, image_channels: int = 1,
 ) -> tuple[DCGANGenerator, DCGANDiscriminator]:
     """The (generator, discriminator) pair for ``model=dcgan`` at ``resolution`` x ``resolution``,
     for slices of ``image_channels`` (the CT, plus mask channels with dataset.masks=true)."""
     require_positive("model.latent_dim", [latent_dim])
     require_positive("model.generator_channels", [generator_channels])
     require_positive("model.discriminator_channels", [discriminator_channels])
-    check_resolution(resolution)
+    check_power_of_two(resolution, MIN_RESOLUTION, "dcgan")  # the stages halve the size down to 4x4
     classes = model_classes(conditional, num_classes)
     return (
         DCGANGenerator(latent_dim, generator_channels, resolution, classes, image_channels),

@@ -4,7 +4,7 @@ The network is MONAI's ``DiffusionModelUNet``.  MONAI's ``DDPMScheduler`` define
 noising that training learns to undo, and its ``DDIMScheduler`` (eta = 0) the sampler; both are
 built from the same ``num_train_timesteps`` and ``schedule``, so they share one ``alphas_cumprod``.
 
-Interface, the GAN generators' one wherever sampling is concerned (``liver_gan/models/__init__.py``):
+Interface, the GAN generators' one wherever sampling is concerned (``liver_gan/models/registry.py``):
 
 - ``latent_dim = R * R``: a latent vector z is the starting noise x_T, flattened.  DDIM with eta = 0
   maps x_T to an image deterministically, so ``model(z[N, latent_dim], labels[N] | None)`` returns
@@ -37,14 +37,14 @@ from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 from torch import Tensor, nn
 
 from liver_gan.errors import LiverGanError
+from liver_gan.models.common import ImageGenerator, require_positive
 from liver_gan.models.conditioning import check_labels, model_classes
-from liver_gan.models.layers import require_positive
 from liver_gan.models.schema import NoiseSchedule, Prediction
 
 MONAI_PREDICTION = {Prediction.epsilon: "epsilon", Prediction.v: "v_prediction"}
 
 
-class DiffusionModel(nn.Module):
+class DiffusionModel(ImageGenerator):
     """A ``DiffusionModelUNet`` with its training scheduler and its sampler; see the module docstring."""
 
     def __init__(
@@ -60,15 +60,12 @@ class DiffusionModel(nn.Module):
         label_dropout: float,
         image_channels: int = 1,
     ) -> None:
-        super().__init__()
+        # z is the starting noise x_T, flattened.
+        super().__init__(image_channels * resolution * resolution, num_classes, resolution, image_channels)
         self.unet = unet
         self.scheduler = scheduler
         self.sampler = sampler
         self.prediction = Prediction(prediction)
-        self.resolution = resolution
-        self.image_channels = image_channels
-        self.latent_dim = image_channels * resolution * resolution
-        self.num_classes = num_classes
         self.null_class = num_classes  # the class embedding's last entry
         self.sample_steps = sample_steps
         self.guidance_scale = guidance_scale

@@ -21,7 +21,7 @@ from monai.networks.nets import PatchDiscriminator, UNet
 from torch import Tensor, nn
 
 from liver_gan.errors import LiverGanError
-from liver_gan.models.layers import LEAKY_SLOPE, require_positive
+from liver_gan.models.common import LEAKY_SLOPE, require_positive
 
 CONDITIONING_CHANNELS = 3  # the CT with its hole at 0, the hole, the liver
 MIN_PATCH_GRID = 3  # crop side / 2**discriminator_layers: the PatchGAN's grid is 2 smaller

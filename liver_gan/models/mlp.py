@@ -15,22 +15,18 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
+from liver_gan.models.common import LEAKY_SLOPE, ImageDiscriminator, ImageGenerator, require_positive
 from liver_gan.models.conditioning import DiscriminatorConditioning, LabelEmbedding, model_classes
-from liver_gan.models.layers import LEAKY_SLOPE, require_positive
 from liver_gan.models.schema import Conditioning
 
 
-class MLPGenerator(nn.Module):
+class MLPGenerator(ImageGenerator):
     """z (plus a label embedding when conditional) -> Linear+ReLU stages -> Linear+Tanh -> 1xRxR."""
 
     def __init__(
         self, latent_dim: int, widths: Sequence[int], resolution: int, num_classes: int, image_channels: int = 1
     ) -> None:
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.num_classes = num_classes
-        self.resolution = resolution
-        self.image_channels = image_channels
+        super().__init__(latent_dim, num_classes, resolution, image_channels)
         self.label_input = LabelEmbedding(latent_dim, num_classes)
         sizes = [self.label_input.out_features, *widths]
         layers: list[nn.Module] = []
@@ -45,20 +41,13 @@ class MLPGenerator(nn.Module):
         return flat.view(-1, self.image_channels, self.resolution, self.resolution)
 
 
-class MLPDiscriminator(nn.Module):
+class MLPDiscriminator(ImageDiscriminator):
     """Flatten -> Linear+LeakyReLU stages -> Linear to one logit per image."""
 
     def __init__(
-        self,
-        widths: Sequence[int],
-        resolution: int,
-        num_classes: int,
-        conditioning: Conditioning,
-        image_channels: int = 1,
+        self, widths: Sequence[int], resolution: int, num_classes: int, conditioning: Conditioning, image_channels: int = 1
     ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.resolution = resolution
+        super().__init__(num_classes, resolution)
         sizes = [image_channels * resolution * resolution, *widths]
         # The projection variant projects onto the last hidden layer, the features the logit reads.
         label_conditioning = DiscriminatorConditioning(num_classes, conditioning, feature_dim=sizes[-1])

@@ -36,8 +36,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liver_gan.errors import LiverGanError
+from liver_gan.models.common import (
+    LEAKY_SLOPE,
+    ImageDiscriminator,
+    ImageGenerator,
+    check_power_of_two,
+    require_positive,
+)
 from liver_gan.models.conditioning import DiscriminatorConditioning, LabelEmbedding, model_classes
-from liver_gan.models.layers import LEAKY_SLOPE, require_positive
 from liver_gan.models.schema import Conditioning
 
 # Leaky ReLU halves the variance of a zero-mean input (roughly); sqrt(2) restores it, as He's
@@ -47,15 +53,6 @@ MIN_RESOLUTION = 8
 EPSILON = 1e-8
 # z drawn for the average w of the truncation trick: its estimate varies by about 1/sqrt(4096) of w's spread.
 AVERAGE_STYLE_SAMPLES = 4096
-
-
-def check_resolution(resolution: int) -> None:
-    """Both networks double or halve the size between 4x4 and the image, so it must be a power of two."""
-    if resolution < MIN_RESOLUTION or resolution & (resolution - 1):
-        raise LiverGanError(
-            f"dataset.resolution={resolution} does not suit model=stylegan2: "
-            f"use a power of two >= {MIN_RESOLUTION} (64, 128 or 256)"
-        )
 
 
 def channels_at(size: int, channel_base: int, channel_max: int) -> int:
@@ -269,7 +266,7 @@ class SynthesisBlock(nn.Module):
         return x, upsample(image) + self.to_rgb(x, w)
 
 
-class StyleGAN2Generator(nn.Module):
+class StyleGAN2Generator(ImageGenerator):
     def __init__(
         self,
         latent_dim: int,
@@ -282,11 +279,7 @@ class StyleGAN2Generator(nn.Module):
         channel_max: int,
         image_channels: int = 1,
     ) -> None:
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.num_classes = num_classes
-        self.resolution = resolution
-        self.image_channels = image_channels
+        super().__init__(latent_dim, num_classes, resolution, image_channels)
         self.mapping = MappingNetwork(latent_dim, num_classes, style_dim, mapping_layers, mapping_lr_multiplier)
         sizes = [4 << step for step in range(resolution.bit_length() - 2)]
         channels = [channels_at(size, channel_base, channel_max) for size in sizes]
@@ -368,7 +361,7 @@ class DiscriminatorBlock(nn.Module):
         return (x + skip) / math.sqrt(2)
 
 
-class StyleGAN2Discriminator(nn.Module):
+class StyleGAN2Discriminator(ImageDiscriminator):
     def __init__(
         self,
         num_classes: int,
@@ -379,9 +372,7 @@ class StyleGAN2Discriminator(nn.Module):
         mbstd_group_size: int,
         image_channels: int = 1,
     ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.resolution = resolution
+        super().__init__(num_classes, resolution)
         sizes = [resolution >> step for step in range(resolution.bit_length() - 2)]
         channels = [channels_at(size, channel_base, channel_max) for size in sizes]
         last = channels[-1]
@@ -426,7 +417,8 @@ def build_stylegan2(
         raise LiverGanError(
             f"model.mapping_lr_multiplier={mapping_lr_multiplier} must be positive: the paper uses 0.01"
         )
-    check_resolution(resolution)
+    # Both networks double or halve the size between 4x4 and the image.
+    check_power_of_two(resolution, MIN_RESOLUTION, "stylegan2")
     classes = model_classes(conditional, num_classes)
     generator = StyleGAN2Generator(
         latent_dim,
