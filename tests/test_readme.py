@@ -23,6 +23,7 @@ from liver_gan.cli.hydra_errors import COMPOSITION_ERRORS, one_line
 from liver_gan.cli.torch_versions import check_torch_pair
 from liver_gan.config import check_schema_keys, register_configs
 from liver_gan.metrics.evaluate import AUTO_MAX_SAMPLES, generated_count
+from liver_gan.metrics.schema import EvalConfig
 from liver_gan.training.samples import write_samples
 from liver_gan.training.state import FixedSamples
 
