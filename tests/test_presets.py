@@ -114,6 +114,35 @@ def test_the_default_experiment_gives_a_diffusion_model_its_own_budget_and_no_lo
     assert (gan.trainer.max_steps, gan.trainer.batch_size, gan.eval.num_samples) == (700, 32, 256)
 
 
+DIFFAUGMENT_OPS = ["translation", "cutout", "intensity"]
+
+
+@pytest.mark.parametrize(
+    "overrides, ops",
+    [
+        ([], DIFFAUGMENT_OPS),  # the default run's GAN
+        (["model=mlp"], DIFFAUGMENT_OPS),
+        (["~experiment", "model=stylegan2"], DIFFAUGMENT_OPS),  # the GAN's own default, whatever the preset
+        (["augment=none"], []),
+        (["model=ddpm"], []),  # a diffusion model has no D to augment for
+        (["experiment=inpaint"], []),
+        (["experiment=thesis"], []),  # the thesis trained without augmentation
+    ],
+)
+def test_a_gan_takes_diffaugment_by_default_and_the_other_families_none(
+    compose_config: Compose, overrides: list[str], ops: list[str]
+) -> None:
+    cfg = compose_config(overrides, hydra=False)
+    assert [op.value for op in cfg.augment.ops] == ops
+
+
+def test_diffaugment_beside_the_diffusion_model_is_refused_in_one_line(compose_config: Compose, tmp_path: Path) -> None:
+    cfg = compose_config(["model=ddpm", "augment=diffaugment", f"dataset.root={tmp_path / 'phantom'}"], hydra=False)
+    with pytest.raises(LiverGanError, match="use augment=none"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_loss_added_to_the_diffusion_model_is_refused_in_one_line(compose_config: Compose, tmp_path: Path) -> None:
     cfg = compose_config(["model=ddpm", "+loss=hinge", f"dataset.root={tmp_path / 'phantom'}"], hydra=False)
     with pytest.raises(LiverGanError, match="loss=hinge is a GAN's loss and model=ddpm has none"):
