@@ -10,7 +10,7 @@ The arms, as a user would type them:
 
 - the thesis MLP: ``experiment=thesis``;
 - DCGAN: the default run's model and loss (``experiment=quickstart``: DCGAN at base 32,
-  non-saturating + R1) without its EMA (``trainer.ema_kimg=null``);
+  non-saturating + R1) without its augmentation and EMA (``augment=none trainer.ema_kimg=null``);
 - DCGAN + DiffAugment + EMA: the same with ``augment=diffaugment trainer.ema_kimg=1``;
 - stylegan2 + DiffAugment + EMA: ``experiment=stylegan2``;
 - ddpm: ``model=ddpm``, sampled with 20 DDIM steps (``model.sample_steps=20``).
@@ -44,7 +44,7 @@ from measure import Figure, Section, announce
 # (label, overrides): each arm as ``liver-gan-train`` would compose it.
 ARMS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("thesis MLP (experiment=thesis)", ("experiment=thesis",)),
-    ("DCGAN (experiment=quickstart's model and loss, trainer.ema_kimg=null)", ("trainer.ema_kimg=null",)),
+    ("DCGAN (experiment=quickstart's model and loss, augment=none, trainer.ema_kimg=null)", ("augment=none", "trainer.ema_kimg=null")),
     ("DCGAN + DiffAugment + EMA", ("augment=diffaugment", "trainer.ema_kimg=1")),
     ("stylegan2 + DiffAugment + EMA (experiment=stylegan2)", ("experiment=stylegan2",)),
     # 20 DDIM steps instead of the default 50: 512 samples at 50 steps would take about 14 minutes here.
