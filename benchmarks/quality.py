@@ -85,7 +85,11 @@ def arm_config(
 
 def train_arm(label: str, overrides: tuple[str, ...], workdir: Path, minutes: float, num_samples: int) -> dict[str, Any]:
     announce(f"{label}: {minutes:g} training minutes")
-    cfg = arm_config(overrides, workdir, minutes, num_samples)
+    return train_in_scratch_dir(arm_config(overrides, workdir, minutes, num_samples), workdir)
+
+
+def train_in_scratch_dir(cfg: DictConfig, workdir: Path) -> dict[str, Any]:
+    """``liver-gan-train``'s run in a fresh run dir under ``workdir``, removed afterwards: its metrics."""
     run_dir = Path(tempfile.mkdtemp(prefix="quality-", dir=workdir))
     try:
         return train(cfg, run_dir)
@@ -128,11 +132,7 @@ def default_run_metrics(augment: str, seed: int, workdir: Path, quick: bool) -> 
         [f"augment={augment}", f"seed={seed}", "trainer.device=cpu", "trainer.num_threads=1", "eval.metrics=[fid,kid]",
          *quick_budget, *workdir_overrides(workdir)]
     )
-    run_dir = Path(tempfile.mkdtemp(prefix="augment-", dir=workdir))
-    try:
-        return train(cfg, run_dir)
-    finally:
-        shutil.rmtree(run_dir)
+    return train_in_scratch_dir(cfg, workdir)
 
 
 def benchmark_augment(workdir: Path, quick: bool, repeats: int) -> list[Section]:

@@ -129,3 +129,24 @@ def test_ddpm_benchmark_trains_and_samples(bench, tmp_path: Path) -> None:
     assert len(ddpm.training_rates(cfg, steps=1, repeats=1)) == 1
     [rate] = ddpm.sampling_rates(ddpm.sampling_model(cfg), 2, repeats=1)
     assert rate > 0
+
+
+def test_augment_benchmark_composes_each_arm_and_ranks_by_median(
+    bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each arm is the default run with its augment= and seed=; the ratios come from the runs' median FIDs."""
+    quality = bench("quality")
+    composed = []
+
+    def fake_train(cfg, workdir):  # the run itself is benchmarked, not tested: its metrics stand in
+        ops = [op.value for op in cfg.augment.ops]
+        composed.append((cfg.seed, ops, cfg.trainer.num_threads))
+        fid = {0: 300.0, 3: 200.0}[len(ops)] + cfg.seed
+        return {"fid": fid, "fid_over_floor": fid / 10, "kid_mean": 0.3, "train_seconds": 70.0, "steps": 700}
+
+    monkeypatch.setattr(quality, "train_in_scratch_dir", fake_train)
+    (section,) = quality.benchmark_augment(tmp_path, quick=False, repeats=1)
+    diffaugment = ["translation", "cutout", "intensity"]  # ada's ops too: its p decides how often
+    assert sorted(composed) == sorted((seed, ops, 1) for seed in (0, 1) for ops in ([], diffaugment, diffaugment))
+    ratios = {check.label: check.value for check in section.checks}
+    assert ratios["diffaugment FID / none FID (medians)"] == pytest.approx(200.5 / 300.5)
