@@ -14,6 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import Tensor
 
 from liver_gan.augment import Augment
+from liver_gan.augment_schema import AugmentOp
 from liver_gan.errors import LiverGanError
 from liver_gan.training.checkpoint import load_checkpoint
 from liver_gan.training.gan_step import build_training
@@ -68,8 +69,14 @@ def test_d_sees_augmented_real_and_fake_and_g_learns_through_the_augmentation(tr
 
 
 def test_augment_none_leaves_d_steps_unaugmented(train_config: Compose) -> None:
-    gan = build_training(train_config(), torch.device("cpu"))
+    gan = build_training(train_config("augment=none"), torch.device("cpu"))
     assert type(gan.augment) is Augment and not gan.augment.ops
+
+
+def test_a_gan_trains_with_diffaugment_unless_told_otherwise(train_config: Compose) -> None:
+    gan = build_training(train_config(), torch.device("cpu"))
+    diffaugment = {AugmentOp.translation, AugmentOp.cutout, AugmentOp.intensity}
+    assert type(gan.augment) is Augment and gan.augment.ops == diffaugment
 
 
 def test_ada_p_is_logged_and_checkpointed(train_config: Compose, tmp_path: Path) -> None:
