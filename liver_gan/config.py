@@ -149,7 +149,6 @@ class SyntheticClasses(str, Enum):
     balanced = "balanced"  # as many healthy as tumor slices
 
 
-
 @dataclass
 class UtilityConfig:
     """``liver-gan-utility``: a conditional ``generator``, or a ``tumor_generator`` and a ``healthy_generator``,

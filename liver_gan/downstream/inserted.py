@@ -187,7 +187,6 @@ def inserted_study(cfg: DictConfig) -> Study:
     return Study(data.real, arms, inserted_training_set(data), source, data.dataset_name, data.seed, [])
 
 
-
 def export_insert_run_nnunet(run_dir: str | Path, directory: str | Path) -> Path:
     """An nnU-Net v2 raw dataset of an insert run's real patients (its record's train and val
     split) and its volumes with inserted tumors, with ``splits_final.json`` by patient."""

@@ -56,7 +56,6 @@ def check_trainer_options(cfg: DictConfig, device: torch.device, world: World = 
             raise LiverGanError("trainer.num_fixed_samples must be at least 2 for a conditional model (one per class)")
 
 
-
 def check_finite(means: dict[str, float], progress: Progress, world: World = SINGLE_PROCESS) -> dict[str, float]:
     """``means`` if every value is finite on every rank; else the run has diverged (on every rank at once)."""
     bad = [f"{name}={value}" for name, value in means.items() if not math.isfinite(value)]

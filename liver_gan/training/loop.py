@@ -127,7 +127,6 @@ def train(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None] | None = 
         return _train(cfg, run_dir, device, on_start, world)
 
 
-
 def _train(
     cfg: DictConfig, run_dir: Path, device: torch.device, on_start: Callable[[], None] | None, world: World
 ) -> dict[str, Any]:
