@@ -3,11 +3,13 @@
     python benchmarks/run.py                      # the full run (under 20 min on 2 cores)
     python benchmarks/run.py --quick              # a smoke run (under 5 min)
     python benchmarks/run.py --only training fid  # some benchmarks only
-    python benchmarks/run.py --markdown BENCHMARKS.md
+    python benchmarks/run.py --markdown results.md   # a new file: the tables to move into BENCHMARKS.md
 
 It prints the results as Markdown tables (min / median / max over the repeats, the ratios against
 the issue's goals, and what limits each figure); ``--markdown`` also writes them, with the machine
-and the command, as a complete BENCHMARKS.md.  Timings are only comparable within one run on one
+and the command, as a complete benchmarks page.  It never replaces a file: BENCHMARKS.md also holds
+sections written by hand from other scripts (the GPU check, insertion, shared cores), which a
+rewrite would lose, so the tables go into a new file and are moved over by hand.  Timings are only comparable within one run on one
 quiet machine: run nothing else meanwhile.
 """
 
@@ -46,8 +48,10 @@ BENCHMARKS: dict[str, Callable[[Path, bool, int], list[Section]]] = {
 
 PREAMBLE = """# Benchmarks
 
-Written by `benchmarks/run.py` (issue 6); rerun it to refresh this file. How to run, and what
-each script measures: [benchmarks/README.md](benchmarks/README.md).
+Its tables come from `benchmarks/run.py` (issue 6) and, where a section says so, from other
+scripts; `python benchmarks/run.py --markdown NEW.md` writes a fresh page (never over an existing
+file) to move tables from. How to run, and what each script measures:
+[benchmarks/README.md](benchmarks/README.md).
 
 Every row is timed in the same run on the same machine, so the ratios compare like with like.
 The thesis pipeline is the baseline for training: the thesis's own steps (512x512 PNGs from
@@ -65,7 +69,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--only", nargs="+", choices=sorted(BENCHMARKS), metavar="NAME", help=f"run only these: {', '.join(BENCHMARKS)}"
     )
     parser.add_argument(
-        "--markdown", type=Path, metavar="FILE", help="also write the results as FILE (e.g. BENCHMARKS.md)"
+        "--markdown", type=Path, metavar="FILE", help="also write the results as FILE, a new file (never replaced)"
     )
     parser.add_argument(
         "--workdir", type=Path, default=DEFAULT_WORKDIR, help="phantoms, caches and PNG exports (reused across runs)"
@@ -73,6 +77,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.markdown is not None and args.markdown.exists():
+        parser.error(
+            f"--markdown {args.markdown}: that file exists, and its hand-written sections would be lost; "
+            "name a new file and move its tables over"
+        )
     return args
 
 
@@ -93,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "benchmarks/run.py", *argv])
     results = results_markdown(sections, machine, command, args.repeats)
     print(results)
+    if args.markdown and args.markdown.exists():  # made while the benchmarks ran: the tables above stand
+        print(f"--markdown {args.markdown}: that file appeared meanwhile; not replaced (the results are above)", file=sys.stderr)
+        return 1
     if args.markdown:
         atomic_write_text(args.markdown, PREAMBLE + "\n" + results)
     return 0

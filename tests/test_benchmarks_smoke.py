@@ -150,3 +150,14 @@ def test_augment_benchmark_composes_each_arm_and_ranks_by_median(
     assert sorted(composed) == sorted((seed, ops, 1) for seed in (0, 1) for ops in ([], diffaugment, diffaugment))
     ratios = {check.label: check.value for check in section.checks}
     assert ratios["diffaugment FID / none FID (medians)"] == pytest.approx(200.5 / 300.5)
+
+
+def test_markdown_never_replaces_an_existing_page(bench, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """BENCHMARKS.md holds hand-written sections that a rewrite would lose: an existing file is refused at the start."""
+    run = bench("run")
+    page = tmp_path / "BENCHMARKS.md"
+    page.write_text("## GPU\n\nmeasured by hand\n")
+    with pytest.raises(SystemExit) as refused:
+        run.main(["--only", "dataset_build", "--markdown", str(page), "--workdir", str(tmp_path / "work")])
+    assert refused.value.code == 2 and "that file exists" in capsys.readouterr().err
+    assert page.read_text() == "## GPU\n\nmeasured by hand\n" and not (tmp_path / "work").exists()
