@@ -48,6 +48,7 @@ from liver_gan.models.schema import (
     MLPConfig,
     ModelConfig,
     StyleGAN2Config,
+    require_registered_builder,
 )
 from liver_gan.training.schema import OptimizerConfig, TrainerConfig
 
@@ -220,8 +221,6 @@ def register_configs() -> None:
 def by_family(model_target: str, gan: Any, diffusion: Any) -> Any:
     """``${by_family:${model._target_},GAN,DIFFUSION}``: a preset's value for the model's family, so that
     one preset (experiment=quickstart) sizes a GAN and a diffusion model each to its own cost."""
-    from liver_gan.models.registry import require_registered_builder  # the model registry imports torch
-
     return gan if issubclass(require_registered_builder(model_target, "model._target_"), ModelConfig) else diffusion
 
 

@@ -26,7 +26,8 @@ from liver_gan.data.dataset import PreparedDataset, dataset_cache_key, prepare_d
 from liver_gan.data.phantom.storage import is_complete_phantom, phantom_folder
 from liver_gan.data.schema import DatasetConfig, DatasetName
 from liver_gan.errors import LiverGanError
-from liver_gan.models.registry import build_generator, is_inpainter, require_registered_builder
+from liver_gan.models.registry import build_generator, is_inpainter
+from liver_gan.models.schema import require_registered_builder
 from liver_gan.training.checkpoint import (
     AUGMENT_SCHEMAS,
     EMA_KEY,

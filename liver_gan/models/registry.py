@@ -30,7 +30,7 @@ from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import MISSING, DictConfig
+from omegaconf import DictConfig
 from torch import nn
 
 from liver_gan.data.labels import CLASS_NAMES
@@ -38,28 +38,7 @@ from liver_gan.data.masks import image_channels
 from liver_gan.errors import LiverGanError
 from liver_gan.memory import require_fits
 from liver_gan.models.memory import weight_bytes
-from liver_gan.models.schema import BaseModelConfig, DDPMConfig, InpaintConfig, ModelConfig
-
-
-def model_schemas() -> dict[str, type[BaseModelConfig]]:
-    """liver-gan's registered model builders: each model schema's ``_target_``, with its schema."""
-    schemas, pending = {}, list(BaseModelConfig.__subclasses__())
-    while pending:
-        schema = pending.pop()
-        pending += schema.__subclasses__()
-        if schema._target_ != MISSING:
-            schemas[schema._target_] = schema
-    return schemas
-
-
-def require_registered_builder(target: str, where: str) -> type[BaseModelConfig]:
-    """The schema of the builder ``target``; anything but a registered builder is refused."""
-    schemas = model_schemas()
-    if target not in schemas:
-        raise LiverGanError(
-            f"{where}: model._target_={target!r} is not one of liver-gan's model builders ({', '.join(sorted(schemas))})"
-        )
-    return schemas[target]
+from liver_gan.models.schema import BaseModelConfig, DDPMConfig, InpaintConfig, ModelConfig, require_registered_builder
 
 
 def is_gan(cfg: DictConfig) -> bool:

@@ -2,6 +2,8 @@
 
 Each family's ``_target_`` names its builder; liver_gan/models/registry.py builds only the targets
 of these schemas (a subclass of :class:`BaseModelConfig`), so a family joins by adding its schema here.
+The lookup of a target's schema (:func:`require_registered_builder`) is here too, torch-free, so that
+composing a config (``${by_family:...}``) and checking a saved one import no network code.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from enum import Enum
 from typing import List
 
 from omegaconf import MISSING
+
+from liver_gan.errors import LiverGanError
 
 
 class Conditioning(str, Enum):
@@ -132,3 +136,24 @@ class InpaintConfig(BaseModelConfig):
     blob_probability: float = 0.5  # chance that a training hole also gets random blobs inside the liver
     blob_grid: int = 8  # the blobs' smooth noise is drawn on a grid of this many cells a side
     blob_threshold: float = 1.0  # noise above this (in standard deviations) is a blob: higher, fewer and smaller
+
+
+def model_schemas() -> dict[str, type[BaseModelConfig]]:
+    """liver-gan's registered model builders: each model schema's ``_target_``, with its schema."""
+    schemas, pending = {}, list(BaseModelConfig.__subclasses__())
+    while pending:
+        schema = pending.pop()
+        pending += schema.__subclasses__()
+        if schema._target_ != MISSING:
+            schemas[schema._target_] = schema
+    return schemas
+
+
+def require_registered_builder(target: str, where: str) -> type[BaseModelConfig]:
+    """The schema of the builder ``target``; anything but a registered builder is refused."""
+    schemas = model_schemas()
+    if target not in schemas:
+        raise LiverGanError(
+            f"{where}: model._target_={target!r} is not one of liver-gan's model builders ({', '.join(sorted(schemas))})"
+        )
+    return schemas[target]

@@ -34,7 +34,7 @@ from liver_gan.augment_schema import ADAConfig, AugmentConfig
 from liver_gan.config import TrainConfig
 from liver_gan.errors import LiverGanError
 from liver_gan.distributed import RANK_STREAMS_KEY
-from liver_gan.models.registry import require_registered_builder
+from liver_gan.models.schema import require_registered_builder
 from liver_gan.training.seeding import restore_rng_state, rng_state
 from liver_gan.training.ema import GeneratorEMA
 from liver_gan.training.run_dir import holds_outputs
