@@ -46,7 +46,12 @@ def generate(
 
 
 def generate_from_latents(
-    generator: nn.Module, latents: Tensor, device: torch.device | str, batch_size: int, labels: Tensor | None, truncation_psi: float
+    generator: nn.Module,
+    latents: Tensor,
+    device: torch.device | str,
+    batch_size: int,
+    labels: Tensor | None,
+    truncation_psi: float,
 ) -> Tensor:
     """As :func:`generate`, from given (N, latent_dim) latents (:func:`seed_latents`, :func:`walk_latents`);
     liver-gan-sample, its one caller, gives every option."""
